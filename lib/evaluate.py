@@ -1,0 +1,189 @@
+"""Evaluation: run a predictor over annotated faces, score it, and the
+command-line tool modelled on the ``test`` / ``test_image`` modes of the
+paper's released ``test.py``.
+
+    python -m lib.evaluate --images DIR --predictor dlib --out OUT
+        DIR holds images with landmark files (any supported layout):
+        writes OUT/metrics.json and OUT/per_image.csv and prints NME/FR/AUC.
+    python -m lib.evaluate --images DIR --predictor dlib --out OUT --mode predict
+        DIR holds images only: writes OUT/<name>.pts and OUT/<name>_landmarks.jpg.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import crop as cr
+from . import datasets as ds
+from . import metrics
+from . import predictors as pr
+
+TABLE_COLUMNS = ["method", "test_set", "n", "nme", "fr_10", "auc_10", "box"]
+
+
+def evaluate(predictor: pr.Predictor, samples: list[ds.Sample], margin: float = 0.25,
+             desc: str = "evaluate", errors: list | None = None) -> pd.DataFrame:
+    """Per-face errors of `predictor` on `samples` (original images).
+
+    Unreadable images are reported in `errors` and skipped."""
+    rows, preds = [], []
+    for s in tqdm(samples, desc=desc, leave=False):
+        try:
+            img = ds.load_image(s.image_path)
+        except ds.BadInput as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        p = predictor.predict(img, cr.box_from_landmarks(s.landmarks, margin))
+        row = {"image": str(s.image_path), "id": s.meta.get("id", s.name), "box": p.box}
+        for norm in metrics.NORMALISERS:
+            row[f"nme_{norm}"] = float(metrics.nme_per_image(p.landmarks, s.landmarks, norm))
+        rows.append(row)
+        preds.append(p.landmarks)
+    df = pd.DataFrame(rows)
+    df.attrs["predictions"] = np.array(preds)
+    return df
+
+
+def box_protocol(per_image: pd.DataFrame) -> str:
+    """How the face boxes were found, e.g. 'detector (553), landmarks (fallback) (1)'."""
+    counts = per_image["box"].value_counts()
+    if len(counts) == 1:
+        return counts.index[0]
+    return ", ".join(f"{k} ({v})" for k, v in counts.items())
+
+
+def table_row(method: str, test_set: str, per_image: pd.DataFrame, thresholds=(0.10, 0.08)) -> dict:
+    s = metrics.summarise(per_image["nme_inter_ocular"].to_numpy(), thresholds)
+    other = {f"nme_{k}": float(per_image[f"nme_{k}"].mean() * 100) for k in ("inter_pupil", "box_diagonal")}
+    return {"method": method, "test_set": test_set, **s, **other, "box": box_protocol(per_image)}
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """Wide table for people: one row per method, NME / FR@10% / AUC@10% per test set."""
+    sets = list(dict.fromkeys(table["test_set"]))
+    head = "| method | " + " | ".join(f"{t} NME | {t} FR@10% | {t} AUC@10%" for t in sets) + " | box |"
+    lines = [head, "|" + "---|" * (1 + 3 * len(sets) + 1)]
+    for method, g in table.groupby("method", sort=False):
+        cells = []
+        for t in sets:
+            r = g[g["test_set"] == t]
+            cells += (["-"] * 3 if r.empty else
+                      [f"{r.nme.iloc[0]:.2f}", f"{r.fr_10.iloc[0]:.2f}", f"{r.auc_10.iloc[0]:.4f}"])
+        boxes = "; ".join(dict.fromkeys(g["box"]))
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {boxes} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ command line
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
+    out = image.copy()
+    r = max(1, int(round(max(image.shape[:2]) / 250)))
+    for x, y in points:
+        cv2.circle(out, (int(round(x)), int(round(y))), r, colour, -1, cv2.LINE_AA)
+    return out
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    images = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in ds.IMAGE_SUFFIXES]
+    if not images:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(ds.IMAGE_SUFFIXES)})")
+    return images
+
+
+def _load_predictor(name: str, mean_from: str | None, margin: float) -> pr.Predictor:
+    shapes = None
+    if name == "mean_shape":
+        if not mean_from:
+            raise SystemExit("error: --predictor mean_shape needs --mean-from DIR (annotated training faces)")
+        shapes = np.array([s.landmarks for s in ds.read_dataset(mean_from)])
+    return pr.build(name, shapes, margin)
+
+
+def run_test(images_dir: Path, predictor: pr.Predictor, out: Path, fmt: str, margin: float) -> dict:
+    images = _images(images_dir)
+    errors: list[str] = []
+    samples = ds.read_dataset(images_dir, fmt, errors)
+    annotated = {s.image_path.resolve() for s in samples}
+    unmatched = [p for p in images if p.resolve() not in annotated]
+    if not samples:
+        raise ValueError(f"{images_dir}: {len(images)} images but none has a usable landmark file "
+                         f"(format {fmt}); first problems:\n  " + "\n  ".join(errors[:5]))
+    per_image = evaluate(predictor, samples, margin, desc=predictor.name, errors=errors)
+    out.mkdir(parents=True, exist_ok=True)
+    per_image.to_csv(out / "per_image.csv", index=False)
+    result = {"predictor": predictor.name, "folder": str(images_dir),
+              **table_row(predictor.name, images_dir.name, per_image),
+              "skipped": errors + [f"{p}: no landmark file" for p in unmatched if str(p) not in "".join(errors)]}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_predict(images_dir: Path, predictor: pr.Predictor, out: Path) -> list[str]:
+    """Image-only mode: detect the face, predict, write .pts and a drawn image."""
+    out.mkdir(parents=True, exist_ok=True)
+    finder = predictor if isinstance(predictor, pr.Dlib) and predictor.box_mode == "detector" else pr.Dlib("detector")
+    problems = []
+    for path in tqdm(_images(images_dir), desc="predict"):
+        try:
+            img = ds.load_image(path)
+            if predictor is finder:
+                pred = predictor.predict(img).landmarks
+            else:
+                rects = finder.detect(img)
+                if not rects:
+                    raise LookupError("no face found")
+                r = max(rects, key=lambda q: q.area())
+                pred = predictor.predict(img, pr.box_from_detection(r)).landmarks
+        except (ds.BadInput, LookupError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        ds.write_pts(out / f"{path.stem}.pts", pred)
+        ds.save_image(out / f"{path.stem}_landmarks.jpg", draw_landmarks(img, pred))
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", required=True, type=Path, help="folder of images (and landmark files)")
+    ap.add_argument("--predictor", default="dlib", help="dlib | dlib_box | mean_shape")
+    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--mode", choices=["test", "predict"], default="test")
+    ap.add_argument("--format", default="auto", help="landmark layout: " + ", ".join(("auto",) + ds.FORMATS))
+    ap.add_argument("--mean-from", help="annotated faces whose mean shape the mean_shape predictor uses")
+    ap.add_argument("--margin", type=float, default=0.25, help="face box margin (fraction of the landmark box)")
+    a = ap.parse_args(argv)
+    try:
+        predictor = _load_predictor(a.predictor, a.mean_from, a.margin)
+        if a.mode == "test":
+            r = run_test(a.images, predictor, a.out, a.format, a.margin)
+            print(f"{r['predictor']} on {r['folder']}: n={r['n']}  NME={r['nme']:.2f}%  "
+                  f"FR@10%={r['fr_10']:.2f}%  AUC@10%={r['auc_10']:.4f}  "
+                  f"(FR@8%={r['fr_8']:.2f}%, AUC@8%={r['auc_8']:.4f}; box: {r['box']})")
+            for msg in r["skipped"]:
+                print(f"skipped: {msg}", file=sys.stderr)
+        else:
+            problems = run_predict(a.images, predictor, a.out)
+            for msg in problems:
+                print(f"skipped: {msg}", file=sys.stderr)
+            print(f"wrote landmarks to {a.out}")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
