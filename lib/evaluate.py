@@ -78,7 +78,8 @@ def markdown_table(table: pd.DataFrame) -> str:
             r = g[g["test_set"] == t]
             cells += (["-"] * 3 if r.empty else
                       [f"{r.nme.iloc[0]:.2f}", f"{r.fr_10.iloc[0]:.2f}", f"{r.auc_10.iloc[0]:.4f}"])
-        boxes = "; ".join(dict.fromkeys(g["box"]))
+        boxes = (g["box"].iloc[0] if g["box"].nunique() == 1
+                 else "; ".join(f"{t}: {b}" for t, b in zip(g["test_set"], g["box"])))
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {boxes} |")
     return "\n".join(lines) + "\n"
 
