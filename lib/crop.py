@@ -40,15 +40,23 @@ def box_from_rect(x0: float, y0: float, x1: float, y1: float, margin: float = 0.
     return Box((x0 + x1) / 2, (y0 + y1) / 2 + shift_y * side, side * (1 + 2 * margin))
 
 
-def crop_matrix(box: Box, out_size: int) -> np.ndarray:
+def crop_matrix(box: Box, out_size: int, angle: float = 0.0) -> np.ndarray:
     """2x3 affine matrix taking image coordinates to crop coordinates.
 
     The box's outer edges map to the crop's outer pixel edges
-    (-0.5 and out_size - 0.5), so a pixel centre maps to a pixel centre."""
+    (-0.5 and out_size - 0.5), so a pixel centre maps to a pixel centre.
+    `angle` (degrees, counter-clockwise in the picture) rotates the crop
+    about the box centre."""
     s = out_size / box.size
     x0, y0, _, _ = box.xyxy
-    return np.array([[s, 0.0, s * (0.5 - x0) - 0.5],
-                     [0.0, s, s * (0.5 - y0) - 0.5]])
+    m = np.array([[s, 0.0, s * (0.5 - x0) - 0.5],
+                  [0.0, s, s * (0.5 - y0) - 0.5],
+                  [0.0, 0.0, 1.0]])
+    if angle:
+        c = (out_size - 1) / 2
+        rot = np.vstack([cv2.getRotationMatrix2D((c, c), angle, 1.0), [0, 0, 1]])
+        m = rot @ m
+    return m[:2]
 
 
 def invert(matrix: np.ndarray) -> np.ndarray:
@@ -62,12 +70,12 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def crop(image: np.ndarray, box: Box, out_size: int, points: np.ndarray | None = None,
-         border_value=(127, 127, 127)):
+         border_value=(127, 127, 127), angle: float = 0.0):
     """Warp `image` to an `out_size` square crop of `box`.
 
     Returns (crop, matrix, points_in_crop); points_in_crop is None without points.
     Map predictions back with `apply(invert(matrix), pred)`."""
-    m = crop_matrix(box, out_size)
+    m = crop_matrix(box, out_size, angle)
     # Shrinking by more than 2x aliases badly: blur first, as an area filter would.
     s = out_size / box.size
     src = image

@@ -53,7 +53,8 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
     plan += [(d, "domain", cfg["fewshot"] * 2 + cfg["test"]) for d in cfg["domains"]]
     sources, offset = [], seed * 1_000_000
     for style, part, n in plan:
-        folder = out / style / part
+        rel = f"{style}/{part}"
+        folder = out / rel
         for i in tqdm(range(n), desc=f"render {style}/{part}", leave=False):
             img = folder / f"{style}_{part}_{i:05d}.jpg"
             if not img.exists() or not img.with_suffix(".pts").exists():
@@ -62,17 +63,19 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
                 ds.write_pts(img.with_suffix(".pts"), face.landmarks)
         offset += n
         if part == "train":
-            sources.append({"path": str(folder), "format": "300w", "split": "train", "domain": "photo"})
+            sources.append({"path": rel, "format": "300w", "split": "train", "domain": "photo"})
         elif part == "test":
-            sources.append({"path": str(folder), "format": "300w", "split": "test_photo", "domain": "photo"})
+            sources.append({"path": rel, "format": "300w", "split": "test_photo", "domain": "photo"})
         else:
-            sources.append({"path": str(folder), "format": "300w", "split": f"test_{style}", "domain": style,
+            sources.append({"path": rel, "format": "300w", "split": f"test_{style}", "domain": style,
                             "fewshot": cfg["fewshot"]})
     return sources
 
 
 def _assign(samples: list[ds.Sample], src: dict, val_fraction: float):
-    """Yield (sample, split, id) following the documented split rules."""
+    """Yield (sample, split, id) following the documented split rules; ids come
+    from the path relative to the data root, so splits do not depend on where
+    the data lives."""
     prefix = Path(src["path"]).as_posix().replace("/", "_").strip("._")
     samples = sorted(samples, key=lambda s: natural_key(s.image_path))
     k, n = src.get("fewshot", 0), len(samples)
@@ -91,19 +94,20 @@ def prepare(cfg: dict, out: str | Path, show_progress: bool = True) -> dict:
     out = Path(out)
     root = Path(cfg["root"]) if cfg.get("root") else None
     if cfg.get("procedural"):
-        sources = render_procedural(cfg["procedural"], out / "raw")
+        root = out / "raw"
+        sources = render_procedural(cfg["procedural"], root)
     else:
         if root is None or not root.is_dir():
             raise FileNotFoundError(
                 f"data root {root} not found: set data.root in the profile's params to your copy "
                 "of the datasets (see the README's Data section)")
-        sources = [dict(s, path=str(root / s["path"])) for s in cfg["sources"]]
+        sources = cfg["sources"]
 
     errors: list[str] = []
     rows: dict[str, list[dict]] = {}
     counts: dict[str, dict] = {}
     for src in sources:
-        folder = Path(src["path"])
+        folder = root / src["path"]
         if not folder.is_dir():
             errors.append(f"{folder}: source folder missing")
             continue
