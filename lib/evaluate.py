@@ -53,6 +53,17 @@ def evaluate(predictor: pr.Predictor, samples: list[ds.Sample], margin: float = 
     return df
 
 
+def build_methods(cfg: dict, profile: str, train_shapes: np.ndarray) -> dict[str, pr.Predictor]:
+    """The predictors of an ``evaluate`` params section: peers by name
+    (``predictors``) and trained detector folders (``detectors``: name, path
+    with ``{profile}``, box protocol)."""
+    from .detector import Detector
+    methods = {name: pr.build(name, train_shapes, cfg["margin"]) for name in cfg["predictors"]}
+    for d in cfg.get("detectors", []):
+        methods[d["name"]] = Detector(d["path"].format(profile=profile), d.get("box", "landmarks"), d["name"])
+    return methods
+
+
 def box_protocol(per_image: pd.DataFrame) -> str:
     """How the face boxes were found, e.g. 'detector (553), landmarks (fallback) (1)'."""
     counts = per_image["box"].value_counts()
@@ -103,7 +114,10 @@ def _images(folder: Path) -> list[Path]:
     return images
 
 
-def _load_predictor(name: str, mean_from: str | None, margin: float) -> pr.Predictor:
+def _load_predictor(name: str, mean_from: str | None, margin: float, box: str) -> pr.Predictor:
+    if Path(name).is_dir():  # a trained detector folder
+        from .detector import Detector
+        return Detector(name, box)
     shapes = None
     if name == "mean_shape":
         if not mean_from:
@@ -134,7 +148,8 @@ def run_test(images_dir: Path, predictor: pr.Predictor, out: Path, fmt: str, mar
 def run_predict(images_dir: Path, predictor: pr.Predictor, out: Path) -> list[str]:
     """Image-only mode: detect the face, predict, write .pts and a drawn image."""
     out.mkdir(parents=True, exist_ok=True)
-    finder = predictor if isinstance(predictor, pr.Dlib) and predictor.box_mode == "detector" else pr.Dlib("detector")
+    finder = (predictor if getattr(predictor, "box_mode", None) == "detector" and isinstance(predictor, pr.Dlib)
+              else pr.Dlib("detector"))
     problems = []
     for path in tqdm(_images(images_dir), desc="predict"):
         try:
@@ -159,7 +174,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", required=True, type=Path, help="folder of images (and landmark files)")
-    ap.add_argument("--predictor", default="dlib", help="dlib | dlib_box | mean_shape")
+    ap.add_argument("--predictor", default="dlib",
+                    help="dlib | dlib_box | mean_shape | a trained detector folder (models/<profile>/detector_real)")
+    ap.add_argument("--box", choices=["landmarks", "detector"], default="landmarks",
+                    help="face box for a trained detector in test mode: the landmark box or dlib's detector")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--mode", choices=["test", "predict"], default="test")
     ap.add_argument("--format", default="auto", help="landmark layout: " + ", ".join(("auto",) + ds.FORMATS))
@@ -167,7 +185,7 @@ def main(argv=None) -> int:
     ap.add_argument("--margin", type=float, default=0.25, help="face box margin (fraction of the landmark box)")
     a = ap.parse_args(argv)
     try:
-        predictor = _load_predictor(a.predictor, a.mean_from, a.margin)
+        predictor = _load_predictor(a.predictor, a.mean_from, a.margin, a.box)
         if a.mode == "test":
             r = run_test(a.images, predictor, a.out, a.format, a.margin)
             print(f"{r['predictor']} on {r['folder']}: n={r['n']}  NME={r['nme']:.2f}%  "

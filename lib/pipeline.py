@@ -21,6 +21,7 @@ PROFILES = ("smoke", "demo", "cpu", "paper")
 # the params sections each notebook reads (dvc.yaml lists the same keys)
 STAGE_SECTIONS = {
     "01_data_prep": ["data"],
+    "05_detector_finetune": ["detector"],
     "06_evaluation": ["data", "evaluate"],
 }
 

@@ -1,0 +1,63 @@
+"""Detector speed at batch 1 on this machine's CPU: crop to the landmark box,
+predict, map back (no face detection), next to dlib's 68-point predictor on
+the same faces and boxes. Prints figures; asserts nothing.
+
+    ./study run python benchmarks/bench_detector.py --profile cpu [--threads 2]
+
+Uses the profile's trained detector (models/<profile>/detector_real) if it
+exists, else the profile's network with random weights (same speed)."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib import crop as cr, data_prep, datasets as ds, detector as det, pipeline, predictors as pr
+from lib.hourglass import HourglassConfig, StackedHourglass
+from lib.procedural import render_face
+
+
+def faces(profile: str, n: int):
+    d = pipeline.data_dir(profile)
+    if (d / "manifests").is_dir():
+        split = [s for s in data_prep.splits(d) if s.startswith("test")][0]
+        samples = data_prep.load_split(d, split)[:n]
+        return [(ds.load_image(s.image_path), s.landmarks) for s in samples], split
+    return [(f.image, f.landmarks) for f in (render_face(i, "photo", 256) for i in range(n))], "procedural"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    folder = pipeline.ROOT / "models" / a.profile / "detector_real"
+    if not (folder / "model.safetensors").exists():
+        cfg = HourglassConfig(**pipeline.load_params(a.profile)["detector"]["model"])
+        folder = Path(tempfile.mkdtemp()) / "untrained"
+        det.save_detector(folder, StackedHourglass(cfg).eval(), 0.25)
+        print("(no trained detector for this profile: timing its network with random weights)")
+    detector = det.Detector(folder)
+    data, source = faces(a.profile, a.n)
+    c = detector.model.cfg
+    params = sum(p.numel() for p in detector.model.parameters()) / 1e6
+    print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}")
+    for name, p in ((f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)",
+                     detector), ("dlib 68-point shape predictor", pr.Dlib("landmarks"))):
+        for img, pts in data[:5]:
+            p.predict(img, cr.box_from_landmarks(pts))  # warm-up
+        t0 = time.perf_counter()
+        for img, pts in data:
+            p.predict(img, cr.box_from_landmarks(pts))
+        dt = time.perf_counter() - t0
+        print(f"{name}: {len(data) / dt:.1f} faces/s ({dt / len(data) * 1000:.2f} ms/face, batch 1)")
+
+
+if __name__ == "__main__":
+    main()

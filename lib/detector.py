@@ -1,0 +1,299 @@
+"""The landmark detector: training (Adam, warm-up + cosine schedule, EMA,
+checkpoints with exact resume, validation-based selection) and inference
+(crop, heatmaps, sub-pixel decoding, back to the image).
+
+A trained detector is a folder: ``config.json`` (network, crop margin,
+normalisation), ``model.safetensors`` (the selected EMA weights),
+``history.csv`` (loss and validation NME), ``checkpoints/last.safetensors``
+(everything needed to resume).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from . import crop as cr
+from . import datasets as ds
+from . import heatmaps as hm
+from . import losses
+from . import metrics
+from .augment import AugmentConfig, augment
+from .hourglass import HourglassConfig, StackedHourglass
+from .predictors import Prediction, Predictor
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.01
+    ema_decay: float = 0.995
+    loss: str = "star"  # star | awing | mse
+    star_weight: float = 0.05
+    star_w: float = 1.0
+    margin: float = 0.25
+    checkpoint_every: int = 200
+    val_every: int = 200
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        aug = AugmentConfig(**d.pop("augment", {}))
+        return cls(**d, augment=aug)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 RGB -> normalised (N, 3, S, S) float."""
+    x = (images.astype(np.float32) - MEAN) / STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+class FaceSet:
+    """Faces held in memory (the 256 px crops of data prep are small)."""
+
+    def __init__(self, samples: list[ds.Sample], errors: list | None = None):
+        self.images, self.points = [], []
+        for s in samples:
+            try:
+                self.images.append(ds.load_image(s.image_path))
+                self.points.append(s.landmarks)
+            except ds.BadInput as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
+
+    def __len__(self):
+        return len(self.images)
+
+
+def _batch(faces: FaceSet, idx, cfg: TrainConfig, mcfg: HourglassConfig, step: int):
+    imgs, pts = [], []
+    for j, i in enumerate(idx):
+        rng = np.random.default_rng([cfg.seed, step, j])
+        box = cr.box_from_landmarks(faces.points[i], cfg.margin)
+        img, p = augment(faces.images[i], faces.points[i], box, mcfg.input_size, rng, cfg.augment)
+        imgs.append(img)
+        pts.append(p)
+    target = hm.to_heatmap(torch.tensor(np.array(pts), dtype=torch.float32), mcfg.input_size, mcfg.heatmap_size)
+    return to_tensor(np.array(imgs)), target
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.inference_mode()
+def predict_crops(model: StackedHourglass, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Landmarks in crop pixels for (N, S, S, 3) crops."""
+    cfg = model.cfg
+    out = []
+    for i in range(0, len(images), batch_size):
+        heat = model(to_tensor(images[i:i + batch_size]))[-1]
+        out.append(hm.from_heatmap(hm.decode(heat), cfg.input_size, cfg.heatmap_size).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def validation_crops(faces: FaceSet, size: int, margin: float):
+    crops, pts = [], []
+    for img, p in zip(faces.images, faces.points):
+        c, _, q = cr.crop(img, cr.box_from_landmarks(p, margin), size, p)
+        crops.append(c)
+        pts.append(q)
+    return np.array(crops), np.array(pts)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, list]:
+    sd = opt.state_dict()
+    tensors = {f"opt.{pid}.{k}": v.clone() if torch.is_tensor(v) else torch.tensor(v)
+               for pid, st in sd["state"].items() for k, v in st.items()}
+    return tensors, sd["param_groups"]
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(path: Path, model, ema, opt, step: int, history: list, best: dict) -> None:
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().clone() for k, v in ema.state_dict().items()})
+    opt_tensors, groups = _flatten_optimizer(opt)
+    tensors.update(opt_tensors)
+    meta = {"step": str(step), "param_groups": json.dumps(groups), "history": json.dumps(history),
+            "best": json.dumps(best)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)  # an interruption mid-write never corrupts the last checkpoint
+
+
+def load_checkpoint(path: Path, model, ema, opt):
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    t = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+    _restore_optimizer(opt, {k: v for k, v in t.items() if k.startswith("opt.")}, json.loads(meta["param_groups"]))
+    return int(meta["step"]), json.loads(meta["history"]), json.loads(meta["best"])
+
+
+def save_detector(folder: Path, model: StackedHourglass, margin: float, extra: dict | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(
+        {"model": asdict(model.cfg), "margin": margin, "mean": MEAN.tolist(), "std": STD.tolist(), **(extra or {})},
+        indent=2))
+
+
+def load_detector(folder: str | Path) -> tuple[StackedHourglass, dict]:
+    folder = Path(folder)
+    cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+    for p in (cfg_path, weights):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: missing; a detector folder holds config.json and model.safetensors")
+    config = json.loads(cfg_path.read_text())
+    model = StackedHourglass(HourglassConfig(**config["model"]))
+    model.load_state_dict(load_file(str(weights)))
+    return model.eval(), config
+
+
+# ------------------------------------------------------------------ training
+
+def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: TrainConfig, out: str | Path,
+          init: str | Path | None = None, stop_at: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train (or fine-tune from the detector folder `init`) and write the detector
+    folder `out`. Resumes from ``out/checkpoints/last.safetensors`` when present.
+    `stop_at` ends the run early at that step (as an interruption would)."""
+    out = Path(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = StackedHourglass(mcfg)
+    if init is not None:
+        init_model, _ = load_detector(init)
+        model.load_state_dict(init_model.state_dict())
+    ema = StackedHourglass(mcfg)
+    ema.load_state_dict(model.state_dict())
+    ema.eval()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    ckpt = out / "checkpoints" / "last.safetensors"
+    step, history, best = 0, [], {"nme": float("inf"), "step": -1}
+    if ckpt.exists():
+        step, history, best = load_checkpoint(ckpt, model, ema, opt)
+    val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
+    n = len(train_faces)
+    per_epoch = max(1, n // cfg.batch_size)
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    bar = tqdm(total=cfg.steps, initial=step, desc="train detector", disable=not progress)
+    model.train()
+    t0 = time.perf_counter()
+    while step < end:
+        epoch, k = divmod(step, per_epoch)
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size] if n >= cfg.batch_size else perm
+        x, target_pts = _batch(train_faces, idx, cfg, mcfg, step)
+        target = hm.encode(target_pts, mcfg.heatmap_size, mcfg.sigma)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg)
+        loss = losses.detector_loss(model(x), target, target_pts, cfg.loss, cfg.star_weight, cfg.star_w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            d = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values()):
+                if pe.dtype.is_floating_point:
+                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                else:
+                    pe.copy_(pm)
+        step += 1
+        row = {"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"]}
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            pred = predict_crops(ema, val_crops)
+            row["val_nme"] = float(metrics.nme_per_image(pred, val_pts).mean() * 100)
+            if row["val_nme"] < best["nme"]:
+                best = {"nme": row["val_nme"], "step": step}
+                save_detector(out, ema, cfg.margin, {"selected_step": step, "val_nme": row["val_nme"]})
+        history.append(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", best_val_nme=f"{best['nme']:.2f}")
+        if step % cfg.checkpoint_every == 0 or step == end:
+            save_checkpoint(ckpt, model, ema, opt, step, history, best)
+    bar.close()
+    df = pd.DataFrame(history)
+    df.to_csv(out / "history.csv", index=False)
+    df.attrs["seconds"] = time.perf_counter() - t0
+    return df
+
+
+# ------------------------------------------------------------------ as a predictor
+
+class Detector(Predictor):
+    """A trained detector folder as a predictor. ``box="landmarks"`` crops to
+    the ground-truth landmark box; ``box="detector"`` finds the face with
+    dlib's detector (falling back to the landmark box)."""
+    needs_box = True
+
+    def __init__(self, folder: str | Path, box: str = "landmarks", name: str | None = None):
+        self.model, self.config = load_detector(folder)
+        self.margin = self.config["margin"]
+        self.box_mode = box
+        self.name = name or f"{Path(folder).name} ({box} box)"
+        self._finder = None
+
+    def _box(self, image, gt_box):
+        if self.box_mode == "detector":
+            from . import predictors as pr
+            if self._finder is None:
+                self._finder = pr.Dlib("detector")
+            rects = self._finder.detect(image)
+            if rects:
+                if gt_box is not None:
+                    r = min(rects, key=lambda q: np.hypot(q.center().x - gt_box.cx, q.center().y - gt_box.cy))
+                else:
+                    r = max(rects, key=lambda q: q.area())
+                return pr.box_from_detection(r, self.margin), "detector"
+            if gt_box is None:
+                raise LookupError("no face found and no landmark box given")
+            return self._rescale(gt_box), "landmarks (fallback)"
+        if gt_box is None:
+            raise ValueError("the landmark box protocol needs a face box")
+        return self._rescale(gt_box), "landmarks"
+
+    def _rescale(self, gt_box: cr.Box, margin_in: float = 0.25) -> cr.Box:
+        # the evaluation's box has its own margin; re-frame it to the detector's
+        side = gt_box.size / (1 + 2 * margin_in) * (1 + 2 * self.margin)
+        return cr.Box(gt_box.cx, gt_box.cy, side)
+
+    def predict(self, image, gt_box=None):
+        box, used = self._box(image, gt_box)
+        size = self.model.cfg.input_size
+        crop_img, m, _ = cr.crop(image, box, size)
+        pts = predict_crops(self.model, crop_img[None])[0]
+        return Prediction(cr.apply(cr.invert(m), pts), used)
