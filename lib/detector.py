@@ -139,17 +139,29 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) 
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_checkpoint(path: Path, model, ema, opt, step: int, history: list, best: dict) -> None:
+def run_signature(mcfg: HourglassConfig, cfg: TrainConfig, init) -> str:
+    """What a checkpoint must match to be resumed: the network, every training
+    setting and the initial weights' folder."""
+    return json.dumps({"model": asdict(mcfg), "train": asdict(cfg), "init": str(init)}, sort_keys=True)
+
+
+def save_checkpoint(path: Path, model, ema, opt, step: int, history: list, best: dict, signature: str = "") -> None:
     tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v.detach().clone() for k, v in ema.state_dict().items()})
     opt_tensors, groups = _flatten_optimizer(opt)
     tensors.update(opt_tensors)
     meta = {"step": str(step), "param_groups": json.dumps(groups), "history": json.dumps(history),
-            "best": json.dumps(best)}
+            "best": json.dumps(best), "signature": signature}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # an interruption mid-write never corrupts the last checkpoint
+
+
+def checkpoint_signature(path: Path) -> str:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        return f.metadata().get("signature", "")
 
 
 def load_checkpoint(path: Path, model, ema, opt):
@@ -204,8 +216,14 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     ckpt = out / "checkpoints" / "last.safetensors"
     step, history, best = 0, [], {"nme": float("inf"), "step": -1}
+    signature = run_signature(mcfg, cfg, init)
     if ckpt.exists():
-        step, history, best = load_checkpoint(ckpt, model, ema, opt)
+        if checkpoint_signature(ckpt) == signature:
+            step, history, best = load_checkpoint(ckpt, model, ema, opt)
+            print(f"resuming from {ckpt} at step {step}")
+        else:
+            print(f"{ckpt}: written with other settings; starting afresh")
+            ckpt.unlink()
     val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
     n = len(train_faces)
     per_epoch = max(1, n // cfg.batch_size)
@@ -244,7 +262,7 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}", best_val_nme=f"{best['nme']:.2f}")
         if step % cfg.checkpoint_every == 0 or step == end:
-            save_checkpoint(ckpt, model, ema, opt, step, history, best)
+            save_checkpoint(ckpt, model, ema, opt, step, history, best, signature)
     bar.close()
     df = pd.DataFrame(history)
     df.to_csv(out / "history.csv", index=False)

@@ -76,3 +76,11 @@ def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys):
         np.savetxt(folder / f"{i}.txt", f.landmarks)
     assert ev.main(["--images", str(folder), "--predictor", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 0
     assert "n=3" in capsys.readouterr().out
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(faces, tmp_path, capsys):
+    train, val = faces
+    det.train(train, val, MCFG, _cfg(), tmp_path / "d", stop_at=3, progress=False)
+    hist = det.train(train, val, MCFG, _cfg(lr=5e-4), tmp_path / "d", progress=False)
+    assert "starting afresh" in capsys.readouterr().out
+    assert hist["step"].tolist() == list(range(1, 7))
