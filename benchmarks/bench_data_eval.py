@@ -1,8 +1,8 @@
 """Throughput of data preparation (images/s) and of the evaluation command
 (faces/s per predictor). Prints figures; asserts nothing.
 
-    ./study run python benchmarks/bench_data_eval.py            # procedural faces
-    ./study run python benchmarks/bench_data_eval.py --real ../shared/data
+    ./study run python -m benchmarks.bench_data_eval            # procedural faces
+    ./study run python -m benchmarks.bench_data_eval --real ../shared/data
 """
 from __future__ import annotations
 

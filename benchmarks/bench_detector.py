@@ -2,7 +2,7 @@
 predict, map back (no face detection), next to dlib's 68-point predictor on
 the same faces and boxes. Prints figures; asserts nothing.
 
-    ./study run python benchmarks/bench_detector.py --profile cpu [--threads 2]
+    ./study run python -m benchmarks.bench_detector --profile cpu [--threads 2]
 
 Uses the profile's trained detector (models/<profile>/detector_real) if it
 exists, else the profile's network with random weights (same speed)."""
