@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import crop as cr
-from . import landmarks as lm
 
 
 @dataclass
@@ -130,12 +129,7 @@ def build(name: str, train_shapes: np.ndarray | None = None, margin: float = 0.2
     raise ValueError(f"unknown predictor {name!r}; known: dlib, dlib_box, mean_shape")
 
 
-__all__ = ["Prediction", "Predictor", "MeanShape", "Dlib", "build", "mean_shape", "lm"]
-
-
 def box_from_detection(rect, margin: float = 0.25) -> cr.Box:
     """Face box for a dlib detection, in the landmark-box framing (inverse of
     the calibration in `Dlib._rect_from_box`)."""
-    side = rect.right() - rect.left()
-    cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2 + 0.08 * side
-    return cr.Box(cx, cy, side * (1 + 2 * margin))
+    return cr.box_from_rect(rect.left(), rect.top(), rect.right(), rect.bottom(), margin, shift_y=0.08)
