@@ -84,3 +84,21 @@ def test_checkpoint_of_other_settings_is_not_resumed(faces, tmp_path, capsys):
     hist = det.train(train, val, MCFG, _cfg(lr=5e-4), tmp_path / "d", progress=False)
     assert "starting afresh" in capsys.readouterr().out
     assert hist["step"].tolist() == list(range(1, 7))
+
+
+def test_image_only_mode_with_a_detector_folder(faces, tmp_path):
+    """Whole images: dlib's detector finds the face, the detector predicts, points map back."""
+    from lib import evaluate as ev
+    train, val = faces
+    det.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    f = render_face(7, "photo", 256)
+    ds.save_image(imgs / "a.jpg", f.image)
+    assert ev.main(["--images", str(imgs), "--predictor", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+                    "--mode", "predict"]) == 0
+    pts = ds.read_pts(tmp_path / "o" / "a.pts")
+    # an untrained network is imprecise, but its points land on the face the detector found
+    lo, hi = f.landmarks.min(0), f.landmarks.max(0)
+    margin = (hi - lo).max() * 0.5
+    assert ((pts > lo - margin) & (pts < hi + margin)).all()
