@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -62,6 +63,11 @@ def build_methods(cfg: dict, profile: str, train_shapes: np.ndarray) -> dict[str
     for d in cfg.get("detectors", []):
         methods[d["name"]] = Detector(d["path"].format(profile=profile), d.get("box", "landmarks"), d["name"])
     return methods
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a method name: 'real only (landmark box)' -> 'real_only_landmark_box'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
 
 
 def box_protocol(per_image: pd.DataFrame) -> str:
@@ -140,7 +146,8 @@ def run_test(images_dir: Path, predictor: pr.Predictor, out: Path, fmt: str, mar
     per_image.to_csv(out / "per_image.csv", index=False)
     result = {"predictor": predictor.name, "folder": str(images_dir),
               **table_row(predictor.name, images_dir.name, per_image),
-              "skipped": errors + [f"{p}: no landmark file" for p in unmatched if str(p) not in "".join(errors)]}
+              "skipped": errors + [f"{p}: not listed in the annotations" for p in unmatched
+                                   if not any(e.startswith(str(p)) for e in errors)]}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
 

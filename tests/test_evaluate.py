@@ -82,3 +82,8 @@ def test_cli_on_real_caricatures(tmp_path, capsys):
     assert ev.main(["--images", str(DATA_ROOT / "caricature"), "--predictor", "dlib", "--out", str(tmp_path)]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["n"] == 20 and 5 < m["nme"] < 25
+
+
+def test_slug_makes_file_names():
+    assert ev.slug("real only (dlib detector box)") == "real_only_dlib_detector_box"
+    assert ev.slug("mean_shape") == "mean_shape"
