@@ -42,6 +42,15 @@ def is_validation(sample_id: str, fraction: float) -> bool:
     return h % 1000 < round(fraction * 1000)
 
 
+def holdout(samples: list[ds.Sample], fraction: float) -> tuple[list[ds.Sample], list[ds.Sample]]:
+    """(kept, held out): the validation rule above applied to each sample's image name,
+    for sets that come without a validation split (synthetic and baseline sets)."""
+    kept, held = [], []
+    for s in samples:
+        (held if is_validation(Path(s.image_path).name, fraction) else kept).append(s)
+    return kept, held
+
+
 def render_procedural(cfg: dict, out: Path) -> list[dict]:
     """Draw the procedural data set in the 300-W layout and return its sources.
 

@@ -76,8 +76,9 @@ def load_image(path: str | Path) -> np.ndarray:
 def save_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    suffix = path.suffix.lower() or ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise OSError(f"{path}: could not encode image")
     buf.tofile(str(path))

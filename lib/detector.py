@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from . import checkpoints
 from . import crop as cr
 from . import datasets as ds
 from . import heatmaps as hm
@@ -124,21 +125,6 @@ def validation_crops(faces: FaceSet, size: int, margin: float):
 
 # ------------------------------------------------------------------ checkpoints
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict, list]:
-    sd = opt.state_dict()
-    tensors = {f"opt.{pid}.{k}": v.clone() if torch.is_tensor(v) else torch.tensor(v)
-               for pid, st in sd["state"].items() for k, v in st.items()}
-    return tensors, sd["param_groups"]
-
-
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
-    state: dict = {}
-    for key, v in tensors.items():
-        _, pid, name = key.split(".", 2)
-        state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
 def run_signature(mcfg: HourglassConfig, cfg: TrainConfig, init) -> str:
     """What a checkpoint must match to be resumed: the network, every training
     setting and the initial weights' folder."""
@@ -146,33 +132,17 @@ def run_signature(mcfg: HourglassConfig, cfg: TrainConfig, init) -> str:
 
 
 def save_checkpoint(path: Path, model, ema, opt, step: int, history: list, best: dict, signature: str = "") -> None:
-    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.detach().clone() for k, v in ema.state_dict().items()})
-    opt_tensors, groups = _flatten_optimizer(opt)
-    tensors.update(opt_tensors)
-    meta = {"step": str(step), "param_groups": json.dumps(groups), "history": json.dumps(history),
-            "best": json.dumps(best), "signature": signature}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)  # an interruption mid-write never corrupts the last checkpoint
+    checkpoints.save(path, {"model": model, "ema": ema}, opt,
+                     {"step": step, "history": history, "best": best, "signature": signature})
 
 
 def checkpoint_signature(path: Path) -> str:
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        return f.metadata().get("signature", "")
+    return checkpoints.read_meta(path).get("signature", "")
 
 
 def load_checkpoint(path: Path, model, ema, opt):
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    t = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
-    _restore_optimizer(opt, {k: v for k, v in t.items() if k.startswith("opt.")}, json.loads(meta["param_groups"]))
-    return int(meta["step"]), json.loads(meta["history"]), json.loads(meta["best"])
+    meta = checkpoints.load(path, {"model": model, "ema": ema}, opt)
+    return meta["step"], meta["history"], meta["best"]
 
 
 def save_detector(folder: Path, model: StackedHourglass, margin: float, extra: dict | None = None) -> None:

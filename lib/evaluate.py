@@ -65,6 +65,37 @@ def build_methods(cfg: dict, profile: str, train_shapes: np.ndarray) -> dict[str
     return methods
 
 
+def train_style_classifier(folder: str | Path, holdout: float = 0.2):
+    """The prompt-adherence judge: a style classifier (``lib/style_classifier.py``) fit on
+    the stage-2 multi-domain set; returns it and its accuracy on a held-out part."""
+    from .data_prep import holdout as split
+    from .style_classifier import StyleClassifier
+    kept, held = split(ds.read_dataset(folder, "synthetic"), holdout)
+    clf = StyleClassifier()
+    clf.fit([ds.load_image(s.image_path) for s in kept], [s.meta["style"] for s in kept])
+    acc = clf.accuracy([ds.load_image(s.image_path) for s in held], [s.meta["style"] for s in held]) if held else float("nan")
+    return clf, acc
+
+
+def alignment(detector: pr.Predictor, classifier, sets: dict[str, Path], margin: float = 0.25) -> pd.DataFrame:
+    """Per generator and style: NME between the landmarks a face was drawn from and what
+    `detector` finds on it (landmark alignment), and how often `classifier` recognises the
+    requested style (prompt adherence; empty for styles it was not trained on)."""
+    rows = []
+    for gen, folder in sets.items():
+        samples = ds.read_dataset(folder, "synthetic")
+        per = evaluate(detector, samples, margin, desc=f"alignment {gen}")
+        per["style"] = [s.meta["style"] for s in samples]
+        per["predicted_style"] = classifier.predict([ds.load_image(s.image_path) for s in samples])
+        for style, g in [(st, per[per["style"] == st]) for st in dict.fromkeys(per["style"])] + [("all", per)]:
+            known = g[g["style"].isin(classifier.classes)]
+            rows.append({"generator": gen, "style": style, "n": len(g),
+                         "alignment_nme": float(g["nme_inter_ocular"].mean() * 100),
+                         "style_accuracy": float((known["predicted_style"] == known["style"]).mean() * 100)
+                         if len(known) else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def slug(name: str) -> str:
     """A file-name-safe form of a method name: 'real only (landmark box)' -> 'real_only_landmark_box'."""
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()

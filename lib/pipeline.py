@@ -11,6 +11,7 @@ and is written, executed, to ``results/<profile>/notebooks/``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,8 +22,11 @@ PROFILES = ("smoke", "demo", "cpu", "paper")
 # the params sections each notebook reads (dvc.yaml lists the same keys)
 STAGE_SECTIONS = {
     "01_data_prep": ["data"],
+    "02_stage1": ["data", "diffusion"],
+    "03_stage2": ["data", "diffusion"],
+    "04_synthesis": ["data", "diffusion", "synthesis"],
     "05_detector_finetune": ["detector"],
-    "06_evaluation": ["data", "evaluate"],
+    "06_evaluation": ["data", "evaluate", "synthesis"],
 }
 
 
@@ -45,6 +49,11 @@ def results_dir(profile: str, root: Path = ROOT) -> Path:
     return root / "results" / profile
 
 
+def generated_dir(profile: str, root: Path = ROOT) -> Path:
+    """Sets the study makes: the stage-2 multi-domain set, synthetic sets, baseline sets."""
+    return root / "generated" / profile
+
+
 def use(profile: str, root: Path = ROOT) -> None:
     params = load_params(profile, root)
     data_root = params["data"].get("root") or "lib/procedural.py"
@@ -62,6 +71,7 @@ def run(stage: str, profile: str | None = None, root: Path = ROOT) -> Path:
     out = results_dir(profile, root) / "notebooks" / f"{stage}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     parameters = {"profile": profile, **{k: params[k] for k in STAGE_SECTIONS[stage]}}
+    os.environ.setdefault("TQDM_MININTERVAL", "30")  # executed notebooks keep a progress line every 30 s, not every step
     pm.execute_notebook(str(root / "notebooks" / f"{stage}.ipynb"), str(out), parameters=parameters,
                         cwd=str(root), kernel_name="python3", progress_bar=False)
     return out

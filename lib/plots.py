@@ -73,3 +73,36 @@ def hardest_faces(samples: list[ds.Sample], preds: np.ndarray, errors: np.ndarra
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def loss_curve(history, title: str, column: str = "loss", window: int = 50):
+    """Training loss per step, raw (faint) and smoothed."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(history["step"], history[column], alpha=0.25, lw=0.6)
+    ax.plot(history["step"], history[column].rolling(window, min_periods=1).mean(), lw=1.4)
+    ax.set_xlabel("step")
+    ax.set_ylabel(column)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def latest_samples(folder) -> np.ndarray:
+    """The newest sample grid a training run wrote (``samples/step_*.png``)."""
+    from pathlib import Path
+    grids = sorted(Path(folder).glob("step_*.png"))
+    if not grids:
+        raise FileNotFoundError(f"{folder}: no sample grids written yet")
+    return ds.load_image(grids[-1])
+
+
+def show_image(image: np.ndarray, title: str = "", width: float = 9.0):
+    h, w = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(width, width * h / w + 0.4))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

