@@ -77,7 +77,7 @@ def reconstruct(vae: AutoencoderKL, images: np.ndarray, batch_size: int = 64) ->
     for i in range(0, len(images), batch_size):
         x = to_model_range(images[i:i + batch_size])
         out.append(from_model_range(vae.decode(vae.encode(x).latent_dist.mode()).sample))
-    return np.concatenate(out)
+    return np.concatenate(out) if out else images.copy()
 
 
 @torch.inference_mode()
@@ -149,7 +149,7 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
         vae.register_to_config(scaling_factor=latent_scale(vae, images[:256]))
         vae.save_pretrained(out)
         rec = reconstruct(vae, val_images)
-        summary = {"val_psnr": psnr(rec, val_images), "scaling_factor": vae.config.scaling_factor,
+        summary = {"val_psnr": psnr(rec, val_images) if len(val_images) else None, "scaling_factor": vae.config.scaling_factor,
                    "steps": step, "val_faces": len(val_images)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         df.to_csv(out / "history.csv", index=False)

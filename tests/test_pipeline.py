@@ -62,6 +62,15 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     table = pd.read_csv(work / "results" / "smoke" / "table1.csv")
     assert list(table.columns) == ["method", "test_set", "n", "nme", "fr_10", "auc_10", "box"]
     assert set(table["test_set"]) == {"test_photo", "test_cartoon", "test_caricature"}
+    assert {"ours (two-stage synthetic)", "one-step synthetic (ablation)", "stage-1-only synthetic (ablation)",
+            "geometry-aware style transfer (Face of Art)", "few-shot real only"} <= set(table["method"])
+    align = pd.read_csv(work / "results" / "smoke" / "alignment.csv")
+    assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy"]
+    assert set(align["generator"]) == {"two_stage", "one_step", "stage1_only"}
+    # the synthetic sets are in the 300-W layout with a manifest
+    synth = work / "generated" / "smoke" / "synthetic" / "two_stage"
+    assert (synth / "manifest.csv").exists() and len(list(synth.rglob("*.pts"))) == len(list(synth.rglob("*.jpg"))) == 10
+    assert (work / "models" / "smoke" / "stage2" / "model_index.json").exists()  # diffusers save_pretrained layout
     assert (work / "results" / "smoke" / "notebooks" / "06_evaluation.ipynb").exists()
     assert (work / "dvc.lock").exists()
     # a second repro has nothing to do
