@@ -1,0 +1,97 @@
+"""Diffusion costs on this machine's CPU. Prints figures; asserts nothing.
+
+    ./study run python -m benchmarks.bench_diffusion --profile cpu [--threads 2]
+
+1. One training step (UNet + ControlNet, forward, backward, AdamW) in the
+   profile's latent space next to the same UNet in pixel space at the same
+   image size (the choice the small profiles make: latent, with a small
+   autoencoder trained once).
+2. Synthesis throughput (images/s) of the profile's two-stage generator with
+   its DDIM steps and guidance (a freshly built generator if none is trained:
+   the same speed)."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+
+from lib import autoencoder as ae, diffusion as dm, edits, pipeline
+from lib.procedural import render_face
+
+
+def step_seconds(unet, controlnet, x, cond, text, repeats: int) -> float:
+    net = dm.LandmarkDiffusion(unet, controlnet)
+    opt = torch.optim.AdamW(net.parameters(), 1e-4)
+    t = torch.randint(0, 1000, (len(x),))
+    times = []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        loss = net(x, t, text, cond).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]))  # the first step pays for allocation
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--images", type=int, default=64)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    d = pipeline.load_params(a.profile)["diffusion"]
+    model, res = d["model"], d["model"]["resolution"]
+    if model.get("pretrained"):
+        print("this benchmark is for the small profiles (a UNet built from config)")
+        return 1
+    models = pipeline.ROOT / "models" / a.profile
+    with tempfile.TemporaryDirectory() as tmp:
+        ae_dir = models / "autoencoder"
+        if not (ae_dir / "config.json").exists():  # an untrained autoencoder of the same shape costs the same
+            ae_dir = Path(tmp) / "ae"
+            ae.build({**model["autoencoder"], "resolution": res}).save_pretrained(ae_dir)
+        c = dm.build_components(model, ae_dir)
+        b = d["stage1"]["batch_size"]
+        text = dm.encode_prompts(c.tokenizer, c.text_encoder, [""] * b).clone()
+        cond = torch.rand(b, 3, res, res)
+        f = dm.vae_scale_factor(c.vae)
+        latent = step_seconds(c.unet, c.controlnet, torch.randn(b, 4, res // f, res // f), cond, text, a.repeats)
+        # the same UNet in pixel space: RGB in and out at full resolution, condition not downsampled
+        cfg = {k: v for k, v in c.unet.config.items() if not k.startswith("_")}
+        cfg.update(sample_size=res, in_channels=3, out_channels=3)
+        unet_px = UNet2DConditionModel(**cfg)
+        cn_px = ControlNetModel.from_unet(unet_px, conditioning_embedding_out_channels=(16,))
+        pixel = step_seconds(unet_px, cn_px, torch.randn(b, 3, res, res), cond, text, a.repeats)
+        print(f"training step, batch {b}, {res} px, {a.threads} threads:")
+        print(f"  latent ({res // f}x{res // f}x4, autoencoder /{f}): {latent:.3f} s/step")
+        print(f"  pixel  ({res}x{res}x3):                 {pixel:.3f} s/step  ({pixel / latent:.1f}x the latent step)")
+
+        s = pipeline.load_params(a.profile)["synthesis"]
+        gen = models / s["generators"]["two_stage"]
+        if (gen / "generator.json").exists():
+            pipe, which = dm.load_generator(gen), "trained two-stage generator"
+        else:
+            dm.save_generator(Path(tmp) / "gen", c)
+            pipe, which = dm.load_generator(Path(tmp) / "gen"), "untrained generator of the same shape"
+        shape = render_face(0, "photo", res).landmarks
+        rng = np.random.default_rng(0)
+        points = np.array([edits.random_edits(shape, rng, res)[0] for _ in range(a.images)])
+        prompts = [f"a portrait of {s['styles'][i % len(s['styles'])]} style" for i in range(a.images)]
+        t0 = time.perf_counter()
+        dm.generate(pipe, points, prompts, list(range(a.images)), res, s["steps"], s["guidance"], s["batch_size"])
+        sec = time.perf_counter() - t0
+        print(f"synthesis ({which}): {a.images} images, DDIM {s['steps']} steps, guidance {s['guidance']}, "
+              f"batch {s['batch_size']}: {a.images / sec:.2f} images/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
