@@ -14,7 +14,6 @@ shards items across processes when launched with ``accelerate launch``.
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import cv2
@@ -23,13 +22,10 @@ from tqdm.auto import tqdm
 
 from . import datasets as ds
 from . import edits as ed
+from .evaluate import slug
 from . import styles as st
 
 MANIFEST_FIELDS = ["image", "style", "prompt", "edits", "seed", "source"]
-
-
-def slug(style: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", style.lower()).strip("_")
 
 
 def write_manifest(folder: Path, rows: list[dict]) -> None:
@@ -165,6 +161,5 @@ def style_grid(folder: str | Path, rows: list[dict], per_row: int = 8, n: int = 
                      else cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
     if not tiles:
         raise ValueError(f"{folder}: no images for this grid")
-    blank = np.zeros_like(tiles[0])
-    tiles += [blank] * (-len(tiles) % per_row)
-    return np.concatenate([np.concatenate(tiles[i:i + per_row], axis=1) for i in range(0, len(tiles), per_row)])
+    from .diffusion import sample_grid
+    return sample_grid(np.array(tiles), per_row=per_row)

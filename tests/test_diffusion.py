@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import (AutoencoderKL, ControlNetModel, DDPMScheduler, StableDiffusionControlNetPipeline,
+from diffusers import (AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline,
                        StableDiffusionPipeline, UNet2DConditionModel)
 
 from lib import autoencoder as ae
