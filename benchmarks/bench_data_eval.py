@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lib import data_prep, datasets as ds, evaluate as ev, predictors as pr
+from lib.data import data_prep
+from lib.data import datasets as ds
+from lib.evaluation import evaluate as ev
+from lib.evaluation import predictors as pr
 
 
 def main():

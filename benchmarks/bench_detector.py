@@ -16,9 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib import crop as cr, data_prep, datasets as ds, detector as det, pipeline, predictors as pr
-from lib.hourglass import HourglassConfig, StackedHourglass
-from lib.procedural import render_face
+from lib.core import crop as cr
+from lib.data import data_prep
+from lib.data import datasets as ds
+from lib.detector import model as det
+from lib import pipeline
+from lib.evaluation import predictors as pr
+from lib.detector.hourglass import HourglassConfig, StackedHourglass
+from lib.data.procedural import render_face
 
 
 def faces(profile: str, n: int):
@@ -51,10 +56,10 @@ def main():
     for name, p in ((f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)",
                      detector), ("dlib 68-point shape predictor", pr.Dlib("landmarks"))):
         for img, pts in data[:5]:
-            p.predict(img, cr.box_from_landmarks(pts))  # warm-up
+            p.predict(img, cr.box_from_landmarks(pts, 0.0))  # warm-up
         t0 = time.perf_counter()
         for img, pts in data:
-            p.predict(img, cr.box_from_landmarks(pts))
+            p.predict(img, cr.box_from_landmarks(pts, 0.0))
         dt = time.perf_counter() - t0
         print(f"{name}: {len(data) / dt:.1f} faces/s ({dt / len(data) * 1000:.2f} ms/face, batch 1)")
 

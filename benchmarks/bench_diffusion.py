@@ -20,8 +20,11 @@ import numpy as np
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
-from lib import autoencoder as ae, diffusion as dm, edits, pipeline
-from lib.procedural import render_face
+from lib.generator import autoencoder as ae
+from lib.generator import diffusion as dm
+from lib.generator import edits
+from lib import pipeline
+from lib.data.procedural import render_face
 
 
 def step_seconds(unet, controlnet, x, cond, text, repeats: int) -> float:

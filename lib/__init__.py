@@ -1,5 +1,19 @@
 """Multi-domain facial landmark detection with synthetic data: the study's library.
 
-One small module per concern; notebooks, the evaluation command and the tests
-all call these.
+Five packages, one per concern, with one-way imports (enforced by
+``tests/test_architecture.py``)::
+
+    core        landmark scheme, crop, metrics, checkpoints, the training scaffold,
+                the predictor interface and the face finder      imports nothing from lib
+    data        dataset readers, data preparation, procedural faces      core
+    generator   landmark condition, autoencoder, diffusion model, edits,
+                styles, synthesis                                        core, data
+    detector    hourglass network, heatmaps, losses, augmentation,
+                training, the detector folder as a predictor             core, data
+    evaluation  peer predictors (dlib, mean shape), evaluation and tables,
+                alignment, style classifier, figures, the command line   everything above
+
+``lib.pipeline`` (profiles and notebook stages) imports nothing from the
+packages. Only notebooks, the evaluation command, tests and benchmarks import
+``evaluation``; ``generator`` and ``detector`` never import each other.
 """

@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def shape():
     """A procedural photo face's exact landmarks (a realistic 68-point shape)."""
-    from lib.procedural import render_face
+    from lib.data.procedural import render_face
     return render_face(3, "photo", 128).landmarks
 
 

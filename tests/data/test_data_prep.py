@@ -1,0 +1,85 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from lib.data import data_prep as dp
+from lib.data import datasets as ds
+from lib.data.procedural import render_face
+from tests.conftest import DATA_ROOT
+
+SMOKE = {"root": None, "redistributable": True, "crop_size": 48, "margin": 0.25, "val_fraction": 0.2,
+         "procedural": {"size": 96, "seed": 0, "train": 10, "test": 3, "fewshot": 2, "domains": ["sketch"]}}
+
+
+def test_validation_rule_is_fixed():
+    ids = [f"face_{i}" for i in range(2000)]
+    val = [i for i in ids if dp.is_validation(i, 0.1)]
+    assert val == [i for i in ids if dp.is_validation(i, 0.1)]
+    assert 150 < len(val) < 250
+
+
+def test_fewshot_rule_takes_every_second_face():
+    samples = [ds.Sample(__import__("pathlib").Path(f"{n}.jpg"), np.zeros((68, 2))) for n in range(1, 21)]
+    src = {"path": "caricature", "split": "test_caricature", "domain": "caricature", "fewshot": 10}
+    splits = {s.name: sp for s, sp, _ in dp._assign(samples, src, 0.1)}
+    assert [n for n, sp in splits.items() if sp == "fewshot_caricature"] == [str(n) for n in range(2, 21, 2)]
+
+
+def test_procedural_profile(tmp_path):
+    summary = dp.prepare(SMOKE, tmp_path)
+    assert summary["skipped"] == 0
+    assert summary["splits"]["train"] + summary["splits"].get("val", 0) == 10
+    assert summary["splits"]["fewshot_sketch"] == 2 and summary["splits"]["test_sketch"] == 5
+    crops = ds.read_dataset(tmp_path / "crops" / "test_photo")
+    assert len(crops) == 3 and ds.load_image(crops[0].image_path).shape == (48, 48, 3)
+    s = dp.load_split(tmp_path, "test_photo")[0]
+    assert s.landmarks.shape == (68, 2) and s.meta["domain"] == "photo"
+
+
+def test_bad_input_is_counted_and_good_work_kept(tmp_path):
+    root = tmp_path / "root"
+    folder = root / "faces"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        f = render_face(i, "photo", 96)
+        ds.save_image(folder / f"ok{i}.jpg", f.image)
+        ds.write_pts(folder / f"ok{i}.pts", f.landmarks)
+    f = render_face(9, "photo", 96)
+    gray = cv2.cvtColor(f.image, cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(folder / "gray.png"), gray)
+    ds.write_pts(folder / "gray.pts", f.landmarks)
+    cv2.imwrite(str(folder / "deep.png"), (f.image.astype(np.uint16) * 257)[..., ::-1])
+    ds.write_pts(folder / "deep.pts", f.landmarks)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8 broken")
+    ds.write_pts(folder / "corrupt.pts", f.landmarks)
+    ds.save_image(folder / "outside.jpg", f.image)
+    ds.write_pts(folder / "outside.pts", f.landmarks + 500)
+    cfg = {"root": str(root), "crop_size": 32, "margin": 0.25, "val_fraction": 0.0,
+           "sources": [{"path": "faces", "format": "300w", "split": "test_x"}, {"path": "gone", "format": "300w",
+                                                                                 "split": "test_x"}]}
+    summary = dp.prepare(cfg, tmp_path / "out", show_progress=False)
+    assert summary["splits"]["test_x"] == 5  # 3 good + grayscale + 16-bit
+    assert summary["skipped"] == 3
+    text = "\n".join(summary["errors"])
+    assert "corrupt.jpg: not a readable image" in text
+    assert "outside.jpg: coordinates outside" in text
+    assert "gone: source folder missing" in text
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped"] == 3
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data root .* not found"):
+        dp.prepare({"root": str(tmp_path / "nowhere"), "sources": []}, tmp_path / "o")
+
+
+@pytest.mark.real_data
+def test_real_caricature_split():
+    cfg = {"root": str(DATA_ROOT), "crop_size": 32, "margin": 0.25, "val_fraction": 0.1,
+           "sources": [{"path": "caricature", "format": "caricature", "split": "test_caricature",
+                        "domain": "caricature", "fewshot": 10}]}
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        s = dp.prepare(cfg, d, show_progress=False)
+    assert s["splits"] == {"fewshot_caricature": 10, "test_caricature": 20}

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from lib.data import procedural as pg
+from lib.evaluation import predictors as pr
+from lib.core import metrics
+
+
+@pytest.mark.parametrize("style", pg.STYLES)
+def test_each_style_renders_deterministically(style):
+    a, b = pg.render_face(11, style, 96), pg.render_face(11, style, 96)
+    assert a.image.shape == (96, 96, 3) and a.image.dtype == np.uint8
+    assert (a.image == b.image).all() and (a.landmarks == b.landmarks).all()
+    assert not (a.image == pg.render_face(12, style, 96).image).all()
+    # the face sits inside the picture
+    assert a.landmarks.min() > 0 and a.landmarks.max() < 95
+
+
+def test_dense_curves_pass_through_landmarks():
+    f = pg.render_face(4, "photo", 128)
+    for g, idx in pg.lm.GROUPS.items():
+        curve = f.curves[g]
+        for p in f.landmarks[idx]:
+            assert np.linalg.norm(curve - p, axis=1).min() < 1e-9
+
+
+def test_caricatures_exaggerate_geometry():
+    jaw = {st: np.mean([pg.render_face(s, st, 96).params["jaw_h"] for s in range(30)])
+           for st in ("photo", "caricature")}
+    assert jaw["caricature"] > jaw["photo"]
+
+
+def test_a_real_face_detector_sees_faces():
+    """The pictures look like faces: dlib's HOG detector, trained on photos,
+    finds the face in most photo-style renders, and its 68-point predictor
+    lands near the exact landmarks."""
+    d = pr.Dlib("detector")
+    found, errors = 0, []
+    for seed in range(12):
+        f = pg.render_face(seed, "photo", 256)
+        if d.finder.detect(f.image):
+            found += 1
+            errors.append(metrics.nme_per_image(d.predict(f.image).landmarks, f.landmarks))
+    assert found >= 9
+    assert np.median(errors) < 0.12

@@ -1,0 +1,162 @@
+"""The landmark-guided diffusion model on tiny components: the small-profile path
+(autoencoder + UNet from config + the packaged sentence encoder) and the paper path
+(a Stable Diffusion folder in diffusers layout, here a tiny random one)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline,
+                       StableDiffusionPipeline, UNet2DConditionModel)
+
+from lib.generator import autoencoder as ae
+from lib.generator import diffusion as dm
+from lib.data.procedural import render_face
+
+RES = 32
+MODEL = {"resolution": RES, "max_prompt_tokens": 8,
+         "unet": {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8,
+                  "attention_head_dim": 8, "attention_levels": [1]}}
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    faces = [render_face(i, "photo", RES) for i in range(8)]
+    p = dm.PairSet([], RES)
+    p.images = np.array([f.image for f in faces])
+    p.points = np.array([f.landmarks for f in faces])
+    p.prompts = ["a portrait of cartoon style", ""] * 4
+    return p
+
+
+@pytest.fixture(scope="module")
+def autoencoder_dir(tmp_path_factory, pairs):
+    out = tmp_path_factory.mktemp("ae")
+    ae.train(pairs.images, pairs.images[:2], {"block_out_channels": [8, 16, 16], "latent_channels": 4,
+                                              "norm_num_groups": 8, "resolution": RES},
+             ae.AutoencoderTrainConfig(steps=2, batch_size=4, checkpoint_every=2, threads=1), out, progress=False)
+    return out
+
+
+CFG = dm.TrainConfig(steps=4, batch_size=4, lr=1e-3, train_unet=True, prompt_dropout=0.5, checkpoint_every=2,
+                     sample_every=4, sample_steps=2, threads=1)
+
+
+def test_controlnet_starts_with_zero_residuals(autoencoder_dir):
+    c = dm.build_components(MODEL, autoencoder_dir)
+    x = torch.randn(2, 4, RES // 4, RES // 4)
+    text = dm.encode_prompts(c.tokenizer, c.text_encoder, ["", "a portrait of ink drawing style"])
+    assert text.shape == (2, 8, 384)  # the packaged all-MiniLM-L6-v2 token states
+    down, mid = c.controlnet(x, torch.tensor([10, 500]), text, dm.condition_tensor(np.zeros((2, 68, 2)) + 16, RES),
+                             return_dict=False)
+    assert all(float(d.abs().max()) == 0 for d in down) and float(mid.abs().max()) == 0
+
+
+def test_train_save_load_generate(tmp_path, autoencoder_dir, pairs):
+    c = dm.build_components(MODEL, autoencoder_dir)
+    before = {k: v.clone() for k, v in c.controlnet.state_dict().items()}
+    preview = (pairs.points[:2], ["", "a portrait of cartoon style"], [0, 1])
+    h = dm.train(pairs, c, CFG, tmp_path / "g", MODEL, preview=preview, progress=False)
+    assert len(h) == 4 and np.isfinite(h["loss"]).all()
+    assert any(not torch.equal(before[k], v) for k, v in c.controlnet.state_dict().items())
+    assert (tmp_path / "g" / "samples" / "step_0000004.png").exists()
+    # diffusers' own pipeline loads the folder
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(str(tmp_path / "g"), local_files_only=True)
+    assert isinstance(pipe.controlnet, ControlNetModel)
+    pipe = dm.load_generator(tmp_path / "g")
+    a = dm.generate(pipe, pairs.points[:3], pairs.prompts[:3], [5, 6, 7], RES, steps=2)
+    b = dm.generate(pipe, pairs.points[1:3], pairs.prompts[1:3], [6, 7], RES, steps=2, batch_size=1)
+    c2 = dm.generate(pipe, pairs.points[:1], pairs.prompts[:1], [99], RES, steps=2)
+    assert a.shape == (3, RES, RES, 3) and a.dtype == np.uint8
+    assert np.abs(a[1:].astype(int) - b).max() <= 2  # same seed, other batch: the same face (up to rounding)
+    assert np.abs(a[0].astype(int) - c2[0]).mean() > 1  # another seed: another face
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, autoencoder_dir, pairs):
+    torch.manual_seed(0)
+    full = dm.build_components(MODEL, autoencoder_dir)
+    dm.train(pairs, full, CFG, tmp_path / "full", MODEL, progress=False)
+    part = dm.build_components(MODEL, autoencoder_dir)
+    dm.train(pairs, part, CFG, tmp_path / "part", MODEL, stop_at=2, progress=False)
+    assert not (tmp_path / "part" / "generator.json").exists()
+    resumed = dm.build_components(MODEL, autoencoder_dir)  # a fresh process: new random init, then the checkpoint
+    dm.train(pairs, resumed, CFG, tmp_path / "part", MODEL, progress=False)
+    for (k, a), b in zip(full.controlnet.state_dict().items(), resumed.controlnet.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), k
+
+
+def test_pairset_reads_prompts_from_a_synthetic_manifest(tmp_path):
+    from lib.data import datasets as ds
+    from lib.generator import synthesis
+    f = render_face(1, "photo", 64)
+    ds.save_image(tmp_path / "s" / "a.jpg", f.image)
+    ds.write_pts(tmp_path / "s" / "a.pts", f.landmarks)
+    synthesis.write_manifest(tmp_path, [{"image": "s/a.jpg", "style": "ink drawing", "prompt": "a portrait of ink drawing style",
+                                         "edits": "", "seed": 1, "source": "x"}])
+    p = dm.PairSet(ds.read_dataset(tmp_path, "synthetic"), RES, prompt=None)
+    assert p.prompts == ["a portrait of ink drawing style"] and p.images.shape == (1, RES, RES, 3)
+    from lib.core import crop as cr
+    _, _, expected = cr.crop(f.image, cr.Box(31.5, 31.5, 64.0), RES, ds.read_pts(tmp_path / "s" / "a.pts"))
+    assert np.allclose(p.points, expected) and np.allclose(p.points * 2, f.landmarks, atol=1.0)
+
+
+# ------------------------------------------------------------------ the paper's code path
+
+def _tiny_clip(folder):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    # CLIP's byte-level alphabet (printable bytes as themselves, the rest shifted past 255), no merges
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(256 - len(printable))]
+    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=12)
+    enc = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                       num_attention_heads=4, max_position_embeddings=12,
+                                       bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"]))
+    return tok, enc
+
+
+@pytest.fixture(scope="module")
+def stable_diffusion_dir(tmp_path_factory):
+    """A tiny random model saved in exactly Stable Diffusion 1.x's diffusers layout."""
+    out = tmp_path_factory.mktemp("sd")
+    torch.manual_seed(0)
+    tok, enc = _tiny_clip(out / "_clip")
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
+    unet = UNet2DConditionModel(sample_size=16, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=enc, tokenizer=tok, unet=unet, scheduler=dm.noise_scheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(out / "sd")
+    return out / "sd"
+
+
+def test_paper_path_trains_only_the_controlnet_and_saves_it_over_the_base(tmp_path, stable_diffusion_dir, pairs):
+    model = {"pretrained": str(stable_diffusion_dir), "resolution": RES}
+    c = dm.build_components(model)
+    assert c.base == str(stable_diffusion_dir.resolve())
+    frozen = {k: v.clone() for k, v in c.unet.state_dict().items()}
+    cfg = dm.TrainConfig(steps=2, batch_size=2, lr=1e-3, train_unet=False, prompt_dropout=0.5, checkpoint_every=2,
+                         sample_every=2, sample_steps=2, threads=1)
+    dm.train(pairs, c, cfg, tmp_path / "g", model, progress=False)
+    assert all(torch.equal(frozen[k], v) for k, v in c.unet.state_dict().items())
+    assert sorted(p.name for p in (tmp_path / "g").iterdir() if p.is_dir()) == ["checkpoints", "controlnet"]
+    assert json.loads((tmp_path / "g" / "generator.json").read_text())["base"] == c.base
+    pipe = dm.load_generator(tmp_path / "g")
+    img = dm.generate(pipe, pairs.points[:2], ["a portrait of oil painting style", ""], [1, 2], RES, steps=2)
+    assert img.shape == (2, RES, RES, 3)
+
+
+def test_missing_base_and_single_file_without_config_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Stable Diffusion"):
+        dm.build_components({"pretrained": str(tmp_path / "nope"), "resolution": 64})
+    (tmp_path / "sd.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="pretrained_config"):
+        dm.build_components({"pretrained": str(tmp_path / "sd.safetensors"), "resolution": 64})
+    with pytest.raises(FileNotFoundError, match="generator.json"):
+        dm.load_generator(tmp_path)
