@@ -26,14 +26,31 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save(path: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, meta: dict) -> None:
-    """`modules` name -> module; `meta` values are JSON-encoded into the header."""
+def ema_tensors(ema) -> tuple[dict, dict]:
+    """A diffusers ``EMAModel`` as tensors (its shadow weights) and JSON (its counters)."""
+    sd = ema.state_dict()
+    tensors = {f"emamodel.{i}": t.detach().contiguous().clone() for i, t in enumerate(sd.pop("shadow_params"))}
+    return tensors, sd
+
+
+def restore_ema(ema, tensors: dict, settings: dict) -> None:
+    shadow = [tensors[f"emamodel.{i}"] for i in range(len(tensors))]
+    ema.load_state_dict({**settings, "shadow_params": shadow})
+
+
+def save(path: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, meta: dict, ema=None) -> None:
+    """`modules` name -> module; `meta` values are JSON-encoded into the header;
+    `ema`: an optional diffusers ``EMAModel``."""
     tensors = {f"{name}.{k}": v.detach().contiguous().clone()
                for name, m in modules.items() for k, v in m.state_dict().items()}
     opt_t, groups = optimizer_tensors(opt)
     tensors.update(opt_t)
     header = {k: json.dumps(v) for k, v in meta.items()}
     header["param_groups"] = json.dumps(groups)
+    if ema is not None:
+        ema_t, ema_settings = ema_tensors(ema)
+        tensors.update(ema_t)
+        header["ema"] = json.dumps(ema_settings)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -46,12 +63,14 @@ def read_meta(path: Path) -> dict:
         return {k: json.loads(v) for k, v in f.metadata().items()}
 
 
-def load(path: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict:
-    """Restore modules and optimiser in place; returns the header."""
+def load(path: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, ema=None) -> dict:
+    """Restore modules, optimiser (and EMA) in place; returns the header."""
     meta = read_meta(path)
     t = load_file(str(path))
     for name, m in modules.items():
         prefix = f"{name}."
         m.load_state_dict({k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)})
     restore_optimizer(opt, {k: v for k, v in t.items() if k.startswith("opt.")}, meta.pop("param_groups"))
+    if ema is not None:
+        restore_ema(ema, {k: v for k, v in t.items() if k.startswith("emamodel.")}, meta.pop("ema"))
     return meta

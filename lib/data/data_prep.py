@@ -4,6 +4,7 @@ to the model's input size, and write manifests and a summary.
 Output, under ``data/<profile>/``:
 - ``manifests/<split>.csv``: one row per face (image path, original landmarks);
 - ``crops/<split>/<id>.jpg`` + ``.pts``: face crops in the 300-W layout;
+  ids are unique (see ``_assign``; a file whose id is taken is reported and skipped);
 - ``summary.json``: counts per split and every skipped file with its reason.
 
 Split rules (fixed, documented in the README):
@@ -20,6 +21,7 @@ import csv
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,6 @@ from tqdm.auto import tqdm
 
 from ..core import crop as cr
 from . import datasets as ds
-from ..core import landmarks as lm
 from . import procedural
 
 MANIFEST_FIELDS = ["id", "image", "split", "source", "domain", "width", "height", "landmarks"]
@@ -84,12 +85,15 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
 def _assign(samples: list[ds.Sample], src: dict, val_fraction: float):
     """Yield (sample, split, id) following the documented split rules; ids come
     from the path relative to the data root, so splits do not depend on where
-    the data lives."""
+    the data lives: ``<source path>_<file stem>``, or ``<source path>_<file name>``
+    (suffix kept) for files whose stem another file of the source shares
+    (``x.jpg`` and ``x.png``)."""
     prefix = Path(src["path"]).as_posix().replace("/", "_").strip("._")
     samples = sorted(samples, key=lambda s: natural_key(s.image_path))
     k, n = src.get("fewshot", 0), len(samples)
+    stems = Counter(s.name for s in samples)
     for rank, s in enumerate(samples):
-        sid = f"{prefix}_{s.name}"
+        sid = f"{prefix}_{s.name if stems[s.name] == 1 else s.image_path.name}"
         split = src["split"]
         if split == "train" and is_validation(sid, val_fraction):
             split = "val"
@@ -115,6 +119,7 @@ def prepare(cfg: dict, out: str | Path, show_progress: bool = True) -> dict:
     errors: list[str] = []
     rows: dict[str, list[dict]] = {}
     counts: dict[str, dict] = {}
+    used: dict[str, Path] = {}  # id -> image: ids are unique across the profile
     for src in sources:
         folder = root / src["path"]
         if not folder.is_dir():
@@ -123,10 +128,13 @@ def prepare(cfg: dict, out: str | Path, show_progress: bool = True) -> dict:
         samples = ds.read_dataset(folder, src["format"], errors)
         items = list(_assign(samples, src, cfg["val_fraction"]))
         for s, split, sid in tqdm(items, desc=f"crop {folder.name}", disable=not show_progress, leave=False):
+            if sid in used:  # same file name in two subfolders of a source
+                errors.append(f"{s.image_path}: id {sid} already used by {used[sid]}; skipped")
+                continue
             try:
                 img = ds.load_image(s.image_path)
-                pts = lm.validate(s.landmarks, str(s.image_path), img.shape[:2])
-            except ValueError as exc:  # BadInput is a ValueError
+                pts = ds.check_face(s.landmarks, img.shape, s.image_path)
+            except ds.BadInput as exc:
                 errors.append(str(exc))
                 continue
             box = cr.box_from_landmarks(pts, cfg["margin"])
@@ -134,6 +142,7 @@ def prepare(cfg: dict, out: str | Path, show_progress: bool = True) -> dict:
             dst = out / "crops" / split / f"{sid}.jpg"
             ds.save_image(dst, crop_img)
             ds.write_pts(dst.with_suffix(".pts"), crop_pts)
+            used[sid] = s.image_path
             rows.setdefault(split, []).append({
                 "id": sid, "image": str(s.image_path), "split": split, "source": str(folder),
                 "domain": src.get("domain", "photo"), "width": img.shape[1], "height": img.shape[0],

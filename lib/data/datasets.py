@@ -134,6 +134,30 @@ def read_npy_points(path: str | Path) -> np.ndarray:
     return np.asarray(pts, dtype=np.float64).reshape(-1, 2) if pts.size % 2 == 0 else pts
 
 
+MIN_IMAGE_SIDE = 32  # pixels; smaller images hold no usable face
+MIN_INTER_OCULAR = 1.0  # pixels between the outer eye corners; below, every NME is meaningless
+POINT_TOLERANCE = 0.1  # points may stick out of the image by this fraction of the face's box diagonal
+
+
+def check_face(points: np.ndarray, image_shape: tuple, source: str | Path) -> np.ndarray:
+    """The one check a face passes before it is cropped (data prep) or scored (evaluation):
+    the image is at least MIN_IMAGE_SIDE on each side, the points are (68, 2), finite and
+    inside the image (POINT_TOLERANCE slack), and the outer eye corners are at least
+    MIN_INTER_OCULAR apart. Returns the points as float64 or raises BadInput naming `source`."""
+    h, w = image_shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise BadInput(f"{source}: image {w}x{h} is smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    try:
+        pts = lm.validate(points, str(source), (h, w), POINT_TOLERANCE)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    iod = float(lm.inter_ocular(pts))
+    if iod < MIN_INTER_OCULAR:
+        raise BadInput(f"{source}: inter-ocular distance {iod:.2f} px (outer eye corners 36 and 45 coincide); "
+                       f"at least {MIN_INTER_OCULAR:g} px needed")
+    return pts
+
+
 def _checked(pts: np.ndarray, source: Path) -> np.ndarray:
     try:
         return lm.validate(pts, str(source))

@@ -4,11 +4,19 @@ folder as a predictor behind ``lib.core.predictor``'s interface.
 A detector folder holds ``config.json`` (network, crop margin, normalisation),
 ``model.safetensors`` (the selected EMA weights) and ``history.csv`` (loss and
 validation NME); ``checkpoints/last.safetensors`` holds what resuming needs.
+
+``load_detector`` checks a folder before use: config.json against its schema
+(``model``: the network, every ``HourglassConfig`` field; ``margin`` in [0, 1];
+``mean``/``std``: the RGB normalisation, used at prediction; optional
+``training``: notes of the run), model.safetensors readable, its tensor names
+and shapes those of the network, every weight finite. Any problem raises
+``BadDetectorFolder`` (a ValueError) naming the folder and the problem.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,44 +29,142 @@ from ..core.predictor import Prediction, Predictor
 from . import heatmaps as hm
 from .hourglass import HourglassConfig, StackedHourglass
 
+# The normalisation new detectors are trained with; a saved detector uses the
+# ``mean`` and ``std`` of its own config.json.
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def to_tensor(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> torch.Tensor:
     """(N, S, S, 3) uint8 RGB -> normalised (N, 3, S, S) float."""
-    x = (images.astype(np.float32) - MEAN) / STD
+    x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
 @torch.inference_mode()
-def predict_crops(model: StackedHourglass, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_crops(model: StackedHourglass, images: np.ndarray, batch_size: int = 64,
+                  mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
     """Landmarks in crop pixels for (N, S, S, 3) crops."""
     cfg = model.cfg
     out = []
     for i in range(0, len(images), batch_size):
-        heat = model(to_tensor(images[i:i + batch_size]))[-1]
+        heat = model(to_tensor(images[i:i + batch_size], mean, std))[-1]
         out.append(hm.from_heatmap(hm.decode(heat), cfg.input_size, cfg.heatmap_size).numpy())
     return np.concatenate(out).astype(np.float64)
 
 
 def save_detector(folder: Path, model: StackedHourglass, margin: float, extra: dict | None = None) -> None:
+    """Write the detector folder; `extra` (e.g. the selected step) goes under ``training``."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(
-        {"model": asdict(model.cfg), "margin": margin, "mean": MEAN.tolist(), "std": STD.tolist(), **(extra or {})},
-        indent=2))
+    config = {"model": asdict(model.cfg), "margin": margin, "mean": MEAN.tolist(), "std": STD.tolist()}
+    if extra:
+        config["training"] = dict(extra)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+
+# ------------------------------------------------------------------ validation on load
+
+class BadDetectorFolder(ValueError):
+    """A detector folder that cannot be used; the message names the folder and the problem."""
+
+
+class MissingDetectorFile(BadDetectorFolder, FileNotFoundError):
+    """config.json or model.safetensors is missing."""
+
+
+MARGIN_RANGE = (0.0, 1.0)
+# config.json: required keys, and optional ones (``training``: free-form notes of the run;
+# ``selected_step`` / ``val_nme``: where folders written before ``training`` kept them).
+CONFIG_KEYS = {"model": dict, "margin": float, "mean": list, "std": list}
+OPTIONAL_KEYS = {"training": dict, "selected_step": int, "val_nme": float}
+
+
+def _is_number(v, kind=float) -> bool:
+    if isinstance(v, bool):
+        return False
+    if kind is int:
+        return isinstance(v, int)
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _typed(v, kind) -> bool:
+    return _is_number(v, kind) if kind in (int, float) else isinstance(v, kind)
+
+
+def check_config(config, where: str) -> HourglassConfig:
+    """The network config of a detector's config.json, or BadDetectorFolder saying what is wrong."""
+    def bad(msg):
+        return BadDetectorFolder(f"{where}: {msg}")
+
+    if not isinstance(config, dict):
+        raise bad(f"config.json holds a {type(config).__name__}, expected an object")
+    known = {**CONFIG_KEYS, **OPTIONAL_KEYS}
+    unknown = sorted(set(config) - set(known))
+    missing = sorted(set(CONFIG_KEYS) - set(config))
+    if unknown:
+        raise bad(f"config.json: unknown keys {unknown}; expected {sorted(known)}")
+    if missing:
+        raise bad(f"config.json: missing keys {missing}")
+    for k, kind in known.items():
+        if k in config and not _typed(config[k], kind):
+            raise bad(f"config.json: {k!r} is {config[k]!r}, expected a {kind.__name__}")
+    lo, hi = MARGIN_RANGE
+    if not lo <= config["margin"] <= hi:
+        raise bad(f"config.json: margin {config['margin']} outside [{lo}, {hi}]")
+    for k in ("mean", "std"):
+        v = config[k]
+        if len(v) != 3 or not all(_is_number(x) for x in v):
+            raise bad(f"config.json: {k!r} is {v!r}, expected 3 numbers (RGB, 0-255 scale)")
+    if not all(x > 0 for x in config["std"]):
+        raise bad(f"config.json: 'std' {config['std']} must be positive")
+    net = config["model"]
+    names = {f.name: f.type for f in fields(HourglassConfig)}
+    unknown, missing = sorted(set(net) - set(names)), sorted(set(names) - set(net))
+    if unknown or missing:
+        raise bad(f"config.json: 'model' keys: unknown {unknown}, missing {missing}")
+    for k, v in net.items():
+        kind = float if names[k] in (float, "float") else int
+        if not _is_number(v, kind) or v <= 0:
+            raise bad(f"config.json: model.{k} is {v!r}, expected a positive {kind.__name__}")
+    return HourglassConfig(**net)
 
 
 def load_detector(folder: str | Path) -> tuple[StackedHourglass, dict]:
+    """Load and check a detector folder: every problem (a missing or unreadable file,
+    a config.json off the schema, weights that do not fit the network or are not
+    finite) raises BadDetectorFolder naming the folder and the problem."""
     folder = Path(folder)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     for p in (cfg_path, weights):
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: missing; a detector folder holds config.json and model.safetensors")
-    config = json.loads(cfg_path.read_text())
-    model = StackedHourglass(HourglassConfig(**config["model"]))
-    model.load_state_dict(load_file(str(weights)))
+        if not p.is_file():
+            raise MissingDetectorFile(f"{p}: missing; a detector folder holds config.json and model.safetensors")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadDetectorFolder(f"{folder}: config.json unreadable ({exc})") from None
+    mcfg = check_config(config, str(folder))
+    try:
+        model = StackedHourglass(mcfg)
+    except ValueError as exc:
+        raise BadDetectorFolder(f"{folder}: config.json: {exc}") from None
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for truncated or foreign files
+        raise BadDetectorFolder(f"{folder}: model.safetensors unreadable ({exc})") from None
+    expected = model.state_dict()
+    unknown, missing = sorted(set(state) - set(expected)), sorted(set(expected) - set(state))
+    if unknown or missing:
+        raise BadDetectorFolder(f"{folder}: model.safetensors does not fit the network of config.json: "
+                                f"{len(missing)} tensors missing {missing[:3]}, "
+                                f"{len(unknown)} unexpected {unknown[:3]}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise BadDetectorFolder(f"{folder}: model.safetensors: {k} has shape {tuple(v.shape)}, "
+                                    f"the network of config.json expects {tuple(expected[k].shape)}")
+        if v.dtype.is_floating_point and not torch.isfinite(v).all():
+            raise BadDetectorFolder(f"{folder}: model.safetensors: {k} holds NaN or infinite weights")
+    model.load_state_dict(state)
     return model.eval(), config
 
 
@@ -77,6 +183,8 @@ class Detector(Predictor):
             raise ValueError(f"box {box!r}: expected 'landmarks' or 'detector'")
         self.model, self.config = load_detector(folder)
         self.margin = self.config["margin"]
+        self.mean = np.array(self.config["mean"], np.float32)
+        self.std = np.array(self.config["std"], np.float32)
         self.box_mode = box
         self.name = name or f"{Path(folder).name} ({box} box)"
         self.finder = finder or (FaceFinder() if box == "detector" else None)
@@ -97,5 +205,5 @@ class Detector(Predictor):
         box, used = self._box(image, gt_box)
         size = self.model.cfg.input_size
         crop_img, m, _ = cr.crop(image, cr.grow(box, self.margin), size)
-        pts = predict_crops(self.model, crop_img[None])[0]
+        pts = predict_crops(self.model, crop_img[None], mean=self.mean, std=self.std)[0]
         return Prediction(cr.apply(cr.invert(m), pts), used)

@@ -5,13 +5,30 @@ paper's released ``test.py``.
     python -m lib.evaluation --images DIR --predictor dlib --out OUT
         DIR holds images with landmark files (any supported layout):
         writes OUT/metrics.json and OUT/per_image.csv and prints NME/FR/AUC.
+        Faces that fail the data-prep check (``datasets.check_face``: image at
+        least 32 px a side, 68 finite points inside the image, eye corners
+        apart) are skipped and listed with the reason.
     python -m lib.evaluation --images DIR --predictor dlib --out OUT --mode predict
-        DIR holds images only: writes OUT/<name>.pts and OUT/<name>_landmarks.jpg.
+        DIR holds images only: writes a .pts file and a drawing per image.
+
+Predict mode's outputs mirror each image's path relative to DIR: DIR/a/face.jpg
+gives OUT/a/face.pts and OUT/a/face_landmarks.jpg. Where two images of one
+folder share a stem (face.jpg, face.png) both keep their suffix in the name:
+OUT/face.jpg.pts, OUT/face.jpg_landmarks.jpg, OUT/face.png.pts, ... Nothing is
+overwritten: existing output files, or an OUT that is DIR or inside it, are an
+error unless ``--overwrite`` is given (then images under OUT, and images that are
+outputs of this run, are not read as inputs). The summary counts the images
+written and skipped (with reasons).
+
+Exit codes: 0 done; 1 predict mode wrote nothing (every image skipped); 2 an
+error before or instead of the work (missing or empty folder, unusable
+detector folder, --out an existing file or not writable, outputs that exist).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +61,14 @@ def evaluate(predictor: Predictor, samples: list[ds.Sample], desc: str = "evalua
     """Score `predictor` on `samples` (original images). The predictor receives
     the tight landmark box and frames it with its own crop margin.
 
-    Unreadable images are reported in `errors` and skipped."""
+    Unreadable images and faces that fail ``datasets.check_face`` (the check of
+    data prep) are reported in `errors` and skipped; without `errors` they raise
+    BadInput."""
     rows, preds = [], []
     for s in tqdm(samples, desc=desc, leave=False):
         try:
             img = ds.load_image(s.image_path)
+            ds.check_face(s.landmarks, img.shape, s.image_path)
         except ds.BadInput as exc:
             if errors is None:
                 raise
@@ -167,7 +187,22 @@ def _load_predictor(name: str, mean_from: str | None, box: str) -> Predictor:
     return pr.build(name, shapes)
 
 
+def check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be one, before any work: an existing
+    file, or a place below a file or a folder we cannot write to."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: an existing file, expected a folder")
+    place = out.absolute()
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise ValueError(f"--out {out}: {place} is a file, so no folder can be made there")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {place} is not writable")
+
+
 def run_test(images_dir: Path, predictor: Predictor, out: Path, fmt: str) -> dict:
+    check_out(out)
     images = _images(images_dir)
     errors: list[str] = []
     samples = ds.read_dataset(images_dir, fmt, errors)
@@ -177,6 +212,8 @@ def run_test(images_dir: Path, predictor: Predictor, out: Path, fmt: str) -> dic
         raise ValueError(f"{images_dir}: {len(images)} images but none has a usable landmark file "
                          f"(format {fmt}); first problems:\n  " + "\n  ".join(errors[:5]))
     per_image = evaluate(predictor, samples, desc=predictor.name, errors=errors).per_image
+    if per_image.empty:
+        raise ValueError(f"{images_dir}: no face could be scored; first problems:\n  " + "\n  ".join(errors[:5]))
     out.mkdir(parents=True, exist_ok=True)
     per_image.to_csv(out / "per_image.csv", index=False)
     result = {"predictor": predictor.name, "folder": str(images_dir),
@@ -187,15 +224,60 @@ def run_test(images_dir: Path, predictor: Predictor, out: Path, fmt: str) -> dic
     return result
 
 
-def run_predict(images_dir: Path, predictor: Predictor, out: Path) -> list[str]:
+def output_names(images: list[Path], root: Path) -> dict[Path, Path]:
+    """Each image's output name, without suffix, relative to the output folder:
+    its path relative to `root` less the suffix, or with the suffix where two
+    images of a folder would get the same name (face.jpg + face.png)."""
+    names = {p: p.relative_to(root).with_suffix("") for p in images}
+    while True:
+        seen: dict[Path, list[Path]] = {}
+        for p, n in names.items():
+            seen.setdefault(n, []).append(p)
+        clashes = [p for group in seen.values() if len(group) > 1 for p in group]
+        if not clashes:
+            return names
+        for p in clashes:  # full relative paths are unique, so this ends
+            names[p] = p.relative_to(root)
+
+
+def predict_plan(images_dir: Path, out: Path, overwrite: bool = False) -> tuple[list, list[str]]:
+    """(inputs, skipped): each image with its .pts and drawing paths, and the
+    images not read (outputs of this run). Raises before any work where outputs
+    would land in the input folder or replace files, unless `overwrite`."""
+    check_out(out)
+    images = _images(images_dir)
+    src, dst = images_dir.resolve(), out.resolve()
+    inside = dst == src or src in dst.parents
+    if inside and not overwrite:
+        raise ValueError(f"--out {out} is the --images folder or inside it: outputs would land among the "
+                         "inputs; choose another folder or pass --overwrite")
+    plan = [(p, out / f"{n}.pts", out / f"{n}_landmarks.jpg") for p, n in output_names(images, images_dir).items()]
+    outputs = {q.resolve() for _, pts, drawing in plan for q in (pts, drawing)}
+
+    def is_output(image: Path) -> bool:  # made by this command, now or in an earlier run
+        r = image.resolve()
+        return r in outputs or (dst != src and dst in r.parents)
+
+    skipped = [f"{p}: under --out or an output of this command, not read" for p, _, _ in plan if is_output(p)]
+    plan = [t for t in plan if not is_output(t[0])]
+    existing = [q for _, pts, drawing in plan for q in (pts, drawing) if q.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"--out {out}: {len(existing)} output files exist already "
+                              f"({', '.join(map(str, existing[:3]))}{', ...' if len(existing) > 3 else ''}); "
+                              "pass --overwrite to replace them")
+    return plan, skipped
+
+
+def run_predict(images_dir: Path, predictor: Predictor, out: Path, overwrite: bool = False) -> dict:
     """Image-only mode: find the face (the face finder; dlib in detector mode finds its own),
-    predict, write .pts and a drawn image."""
+    predict, write .pts and a drawn image (names: ``predict_plan``). Returns
+    {"written": [images], "skipped": ["image: reason"]}."""
     from ..core.faces import FaceFinder
-    out.mkdir(parents=True, exist_ok=True)
+    plan, skipped = predict_plan(images_dir, out, overwrite)
     own_finder = getattr(predictor, "box_mode", None) == "detector"
     finder = None if own_finder else FaceFinder()
-    problems = []
-    for path in tqdm(_images(images_dir), desc="predict"):
+    written = []
+    for path, pts_path, drawing_path in tqdm(plan, desc="predict"):
         try:
             img = ds.load_image(path)
             if own_finder:
@@ -205,12 +287,15 @@ def run_predict(images_dir: Path, predictor: Predictor, out: Path) -> list[str]:
                 if box is None:
                     raise LookupError("no face found")
                 pred = predictor.predict(img, box).landmarks
+            if not np.isfinite(pred).all():
+                raise LookupError("the predictor returned NaN or infinite points")
         except (ds.BadInput, LookupError) as exc:
-            problems.append(f"{path}: {exc}")
+            skipped.append(f"{path}: {exc}")
             continue
-        ds.write_pts(out / f"{path.stem}.pts", pred)
-        ds.save_image(out / f"{path.stem}_landmarks.jpg", draw_landmarks(img, pred))
-    return problems
+        ds.write_pts(pts_path, pred)
+        ds.save_image(drawing_path, draw_landmarks(img, pred))
+        written.append(str(path))
+    return {"written": written, "skipped": skipped}
 
 
 def main(argv=None) -> int:
@@ -225,8 +310,15 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=["test", "predict"], default="test")
     ap.add_argument("--format", default="auto", help="landmark layout: " + ", ".join(("auto",) + ds.FORMATS))
     ap.add_argument("--mean-from", help="annotated faces whose mean shape the mean_shape predictor uses")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="predict mode: replace existing outputs, allow --out inside --images")
     a = ap.parse_args(argv)
     try:
+        check_out(a.out)
+        if a.mode == "predict":
+            predict_plan(a.images, a.out, a.overwrite)  # refuse before loading anything
+        else:
+            _images(a.images)
         predictor = _load_predictor(a.predictor, a.mean_from, a.box)
         if a.mode == "test":
             r = run_test(a.images, predictor, a.out, a.format)
@@ -236,11 +328,13 @@ def main(argv=None) -> int:
             for msg in r["skipped"]:
                 print(f"skipped: {msg}", file=sys.stderr)
         else:
-            problems = run_predict(a.images, predictor, a.out)
-            for msg in problems:
+            r = run_predict(a.images, predictor, a.out, a.overwrite)
+            for msg in r["skipped"]:
                 print(f"skipped: {msg}", file=sys.stderr)
-            print(f"wrote landmarks to {a.out}")
-    except (FileNotFoundError, ValueError) as exc:
+            print(f"wrote landmarks of {len(r['written'])} images to {a.out}; skipped {len(r['skipped'])}")
+            if not r["written"]:
+                return 1
+    except (OSError, ValueError) as exc:  # BadInput and BadDetectorFolder are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

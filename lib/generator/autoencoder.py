@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from tqdm.auto import tqdm
 
-from ..core import checkpoints
+from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
 
 
 @dataclass
@@ -33,6 +30,8 @@ class AutoencoderTrainConfig:
     steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-3
+    warmup: int = 50
+    schedule: str = "cosine"  # a diffusers schedule name
     kl_weight: float = 1e-6
     edge_weight: float = 0.5
     checkpoint_every: int = 250
@@ -89,43 +88,24 @@ def latent_scale(vae: AutoencoderKL, images: np.ndarray, batch_size: int = 64) -
 
 
 def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: AutoencoderTrainConfig, out: str | Path,
-          stop_at: int | None = None, progress: bool = True) -> pd.DataFrame:
+          stop_at: int | None = None, progress: bool = True) -> TrainResult:
     """Train on (N, R, R, 3) uint8 faces and write a diffusers folder to `out`;
-    resumes from ``out/checkpoints/last.safetensors`` when its settings match."""
+    resumes from ``out/checkpoints/last.safetensors`` (``lib.core.training``)."""
     out = Path(out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed, cfg.threads)
     vae = build(model)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
-    ckpt = out / "checkpoints" / "last.safetensors"
-    signature = json.dumps({"model": model, "train": asdict(cfg), "n": len(images)}, sort_keys=True)
-    step, history = 0, []
-    if ckpt.exists():
-        if checkpoints.read_meta(ckpt).get("signature") == signature:
-            meta = checkpoints.load(ckpt, {"vae": vae}, opt)
-            step, history = meta["step"], meta["history"]
-            print(f"resuming from {ckpt} at step {step}")
-        else:
-            print(f"{ckpt}: written with other settings; starting afresh")
-            ckpt.unlink()
-    n = len(images)
-    per_epoch = max(1, n // cfg.batch_size)
-    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
-    bar = tqdm(total=cfg.steps, initial=step, desc="train autoencoder", disable=not progress)
-    t0 = time.perf_counter()
+    sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
+    run = TrainingRun(out, {"model": model, "train": asdict(cfg), "n": len(images)}, cfg.steps, cfg.checkpoint_every,
+                      "train autoencoder", stop_at, progress)
+    run.resume({"vae": vae}, opt, sched)
     vae.train()
-    while step < end:
-        epoch, k = divmod(step, per_epoch)
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        idx = np.sort(perm[k * cfg.batch_size:(k + 1) * cfg.batch_size])
+    for step in run:
+        idx = np.sort(epoch_batch(step, len(images), cfg.batch_size, cfg.seed))
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         x = to_model_range(images[idx])
         if torch.rand(1, generator=g) < 0.5:  # flip: faces are near symmetric
             x = x.flip(-1)
-        lr = cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for grp in opt.param_groups:
-            grp["lr"] = lr
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=g)).sample
         l1 = (rec - x).abs().mean()
@@ -135,25 +115,17 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        step += 1
-        history.append({"step": step, "loss": loss.item(), "l1": l1.item(), "kl": kl.item()})
-        bar.update(1)
-        bar.set_postfix(l1=f"{l1.item():.4f}")
-        if step % cfg.checkpoint_every == 0 or step == end:
-            checkpoints.save(ckpt, {"vae": vae}, opt, {"step": step, "history": history, "signature": signature})
-    bar.close()
+        run.log(loss=loss.item(), l1=l1.item(), kl=kl.item())
+    result = run.finish()
     vae.eval()
-    df = pd.DataFrame(history)
-    df.attrs["seconds"] = time.perf_counter() - t0
-    if step >= cfg.steps:
+    if result.finished:
         vae.register_to_config(scaling_factor=latent_scale(vae, images[:256]))
         vae.save_pretrained(out)
         rec = reconstruct(vae, val_images)
         summary = {"val_psnr": psnr(rec, val_images) if len(val_images) else None, "scaling_factor": vae.config.scaling_factor,
-                   "steps": step, "val_faces": len(val_images)}
+                   "steps": run.step, "val_faces": len(val_images)}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        df.to_csv(out / "history.csv", index=False)
-    return df
+    return result
 
 
 def load(folder: str | Path) -> AutoencoderKL:

@@ -29,22 +29,20 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler,
                        StableDiffusionControlNetPipeline, UNet2DConditionModel)
 from tqdm.auto import tqdm
 
-from ..core import checkpoints
 from ..core import crop as cr
 from ..data import datasets as ds
 from ..core import landmarks as lm
+from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
 from .condition import render_batch
 
 CONDITIONING_CHANNELS = (16, 32, 96, 256)  # ControlNet's landmark-image encoder; its length sets the downsampling
@@ -62,6 +60,7 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | fp16 | bf16
     max_grad_norm: float = 1.0
     warmup: int = 0
+    schedule: str = "constant_with_warmup"  # a diffusers schedule name
     checkpoint_every: int = 500
     sample_every: int = 1000
     sample_steps: int = 20
@@ -322,23 +321,19 @@ def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int):
     return x, condition_tensor(points, size), prompts
 
 
-def run_signature(model: dict, cfg: TrainConfig, init, n: int) -> str:
-    return json.dumps({"model": model, "train": asdict(cfg), "init": str(init), "n": n}, sort_keys=True)
-
-
 def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, model_cfg: dict | None = None,
           init: str | Path | None = None, preview: tuple | None = None, stop_at: int | None = None,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True) -> TrainResult:
     """Train the ControlNet (and the UNet if ``cfg.train_unet``) on `pairs`; write the generator to `out`.
 
     `preview`: (points (K, 68, 2), prompts, seeds) drawn into ``out/samples/`` every ``sample_every``
-    steps. Resumes from ``out/checkpoints/last.safetensors`` when it was written with the same settings."""
+    steps. Resumes from ``out/checkpoints/last.safetensors`` (``lib.core.training``). Under
+    ``accelerate launch`` each process takes its shard of every global batch of
+    ``batch_size * processes`` pairs; the main process writes checkpoints and the model."""
     from accelerate import Accelerator
 
     out = Path(out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed, cfg.threads)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation)
     for m in (c.vae, c.text_encoder):
         m.requires_grad_(False).eval()
@@ -347,18 +342,13 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     net = LandmarkDiffusion(c.unet, c.controlnet)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
     trained = {"controlnet": c.controlnet, **({"unet": c.unet} if cfg.train_unet else {})}
-    ckpt = out / "checkpoints" / "last.safetensors"
-    signature = run_signature(model_cfg or {}, cfg, init, len(pairs))
-    step, history = 0, []
-    if ckpt.exists():
-        if checkpoints.read_meta(ckpt).get("signature") == signature:
-            meta = checkpoints.load(ckpt, trained, opt)
-            step, history = meta["step"], meta["history"]
-            acc.print(f"resuming from {ckpt} at step {step}")
-        else:
-            acc.print(f"{ckpt}: written with other settings; starting afresh")
-            ckpt.unlink()
+    world, rank = acc.num_processes, acc.process_index
+    run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs),
+                            "processes": world}, cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at,
+                      progress, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
+    run.resume(trained, opt, sched)
     net, opt = acc.prepare(net, opt)
     c.vae.to(acc.device)
     c.text_encoder.to(acc.device)
@@ -371,22 +361,14 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
                 prompt_cache[p] = e
         return torch.stack([prompt_cache[p] for p in prompts])
 
-    n, world, rank = len(pairs), acc.num_processes, acc.process_index
     global_batch = cfg.batch_size * world
-    per_epoch = max(1, n // global_batch)
-    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     scale = c.vae.config.scaling_factor
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", disable=not (progress and acc.is_main_process))
-    t0 = time.perf_counter()
     net.train()
-    while step < end:
+    for step in run:
         loss_sum = 0.0
         for micro in range(cfg.gradient_accumulation):
             k_step = step * cfg.gradient_accumulation + micro  # every micro-batch has its own data and noise
-            epoch, k = divmod(k_step, per_epoch)
-            perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            idx = perm[k * global_batch:(k + 1) * global_batch] if n >= global_batch else perm
-            idx = idx[rank::world]
+            idx = epoch_batch(k_step, len(pairs), global_batch, cfg.seed)[rank::world]
             x, cond, prompts = _batch(pairs, idx, cfg, k_step)
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + k_step * 101 + rank)
             with torch.no_grad():
@@ -403,35 +385,25 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(params, cfg.max_grad_norm)
-                lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
-                for grp in opt.param_groups:
-                    grp["lr"] = lr
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             loss_sum += float(loss.detach())
-        step += 1
-        history.append({"step": step, "loss": loss_sum / cfg.gradient_accumulation})
-        bar.update(1)
-        bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-        if step % cfg.checkpoint_every == 0 or step == end:
-            if acc.is_main_process:
-                checkpoints.save(ckpt, trained, opt, {"step": step, "history": history, "signature": signature})
-            acc.wait_for_everyone()
-        if preview is not None and acc.is_main_process and (step % cfg.sample_every == 0 or step == cfg.steps):
+        # the mean loss over all processes, so the history is the global batch's
+        loss_mean = float(acc.reduce(torch.tensor(loss_sum / cfg.gradient_accumulation, device=acc.device), "mean"))
+        run.log(loss=loss_mean, lr=sched.get_last_lr()[0])
+        if preview is not None and acc.is_main_process and (run.step % cfg.sample_every == 0 or run.step == cfg.steps):
             net.eval()
-            _write_preview(c, preview, out / "samples" / f"step_{step:07d}.png", pairs.resolution, cfg)
+            _write_preview(c, preview, out / "samples" / f"step_{run.step:07d}.png", pairs.resolution, cfg)
             net.train()
-    bar.close()
-    final = out / "samples" / f"step_{step:07d}.png"
-    if preview is not None and acc.is_main_process and step >= cfg.steps and not final.exists():
+    result = run.finish()
+    final = out / "samples" / f"step_{run.step:07d}.png"
+    if preview is not None and acc.is_main_process and result.finished and not final.exists():
         _write_preview(c, preview, final, pairs.resolution, cfg)  # a run interrupted between checkpoint and grid
-    df = pd.DataFrame(history)
-    df.attrs["seconds"] = time.perf_counter() - t0
-    if step >= cfg.steps and acc.is_main_process:
-        save_generator(out, c, {"steps": step, "resolution": pairs.resolution, "train": asdict(cfg),
-                                "init": str(init) if init else None, "pairs": len(pairs)})
-        df.to_csv(out / "history.csv", index=False)
-    return df
+    if result.finished and acc.is_main_process:
+        save_generator(out, c, {"steps": run.step, "resolution": pairs.resolution, "train": asdict(cfg),
+                                "init": str(init) if init else None, "pairs": len(pairs), "processes": world})
+    acc.wait_for_everyone()
+    return result
 
 
 def _write_preview(c: Components, preview: tuple, path: Path, resolution: int, cfg: TrainConfig) -> None:

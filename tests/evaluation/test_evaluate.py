@@ -84,3 +84,125 @@ def test_cli_on_real_caricatures(tmp_path, capsys):
     assert m["n"] == 30 and 5 < m["nme"] < 25
 
 
+
+
+# ------------------------------------------------------------------ issue 9: bad input on the command line
+
+def _photos(folder, names, size=256):
+    for i, name in enumerate(names):
+        ds.save_image(folder / name, render_face(i, "photo", size).image)
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_output_names_mirror_folders_and_keep_suffixes_of_shared_stems(tmp_path):
+    root = tmp_path / "imgs"
+    paths = [root / n for n in ("a/face.jpg", "face.jpg", "face.png", "face.jpg.png", "other.jpg")]
+    names = {p.relative_to(root).as_posix(): n.as_posix() for p, n in ev.output_names(paths, root).items()}
+    assert names == {"a/face.jpg": "a/face", "face.jpg": "face.jpg", "face.png": "face.png",
+                     "face.jpg.png": "face.jpg.png", "other.jpg": "other"}
+
+
+def test_predict_mode_loses_no_image(tmp_path, capsys):
+    imgs, out = tmp_path / "imgs", tmp_path / "o"
+    (imgs / "a").mkdir(parents=True)
+    _photos(imgs, ["a/face.jpg", "face.jpg", "face.png"])
+    assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]) == 0
+    assert _files(out) == ["a/face.pts", "a/face_landmarks.jpg", "face.jpg.pts", "face.jpg_landmarks.jpg",
+                           "face.png.pts", "face.png_landmarks.jpg"]
+    assert "wrote landmarks of 3 images" in capsys.readouterr().out
+
+
+def test_predict_mode_never_overwrites_without_overwrite(tmp_path, capsys):
+    imgs, out = tmp_path / "imgs", tmp_path / "o"
+    imgs.mkdir()
+    _photos(imgs, ["0.jpg", "1.jpg"])
+    args = ["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]
+    assert ev.main(args) == 0
+    (out / "0.pts").write_text("mine")
+    capsys.readouterr()
+    assert ev.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "exist already" in err and "--overwrite" in err
+    assert (out / "0.pts").read_text() == "mine"
+    assert ev.main(args + ["--overwrite"]) == 0
+    assert ds.read_pts(out / "0.pts").shape == (68, 2)
+
+
+def test_predict_mode_refuses_the_input_folder(tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    _photos(imgs, ["0.jpg"])
+    for out in (imgs, imgs / "preds"):
+        args = ["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]
+        assert ev.main(args) == 2
+        assert "inside it" in capsys.readouterr().err
+        assert _files(imgs) == ["0.jpg"]
+    # explicitly asked for: outputs beside the inputs, and a second run does not read them as inputs
+    args = ["--images", str(imgs), "--predictor", "dlib", "--out", str(imgs), "--mode", "predict", "--overwrite"]
+    assert ev.main(args) == 0
+    assert ev.main(args) == 0
+    assert _files(imgs) == ["0.jpg", "0.pts", "0_landmarks.jpg"]
+    assert "0_landmarks.jpg: under --out or an output of this command" in capsys.readouterr().err
+
+
+def test_predict_mode_counts_and_fails_when_nothing_is_written(tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    ds.save_image(imgs / "blank.jpg", np.full((120, 120, 3), 128, np.uint8))
+    (imgs / "broken.png").write_bytes(b"not an image")
+    args = ["--images", str(imgs), "--predictor", "dlib", "--out", str(tmp_path / "o"), "--mode", "predict"]
+    assert ev.main(args) == 1
+    captured = capsys.readouterr()
+    assert "wrote landmarks of 0 images" in captured.out and "skipped 2" in captured.out
+    assert "blank.jpg: no face found" in captured.err and "broken.png: not a readable image" in captured.err
+    _photos(imgs, ["face.jpg"])
+    assert ev.main(args) == 0
+    assert "wrote landmarks of 1 images" in capsys.readouterr().out
+
+
+def test_test_mode_skips_bad_faces_and_names_them(caricature_folder, tmp_path):
+    f = render_face(9, "caricature", 160)
+    bad = {"far.jpg": f.landmarks.copy(), "eyes.jpg": f.landmarks.copy()}
+    bad["far.jpg"][3, 0] = 99999
+    bad["eyes.jpg"][45] = bad["eyes.jpg"][36]
+    for name, pts in bad.items():
+        ds.save_image(caricature_folder / name, f.image)
+        np.savetxt((caricature_folder / name).with_suffix(".txt"), pts)
+    ds.save_image(caricature_folder / "tiny.jpg", f.image[:20, :20])
+    np.savetxt(caricature_folder / "tiny.txt", f.landmarks / 10)
+    out = tmp_path / "out"
+    assert ev.main(["--images", str(caricature_folder), "--predictor", "dlib_box", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 4 and 0 < m["nme"] < 50
+    skipped = "\n".join(m["skipped"])
+    assert "far.jpg: coordinates outside the 160x160 image" in skipped
+    assert "eyes.jpg: inter-ocular distance 0.00 px" in skipped
+    assert "tiny.jpg: image 20x20 is smaller than 32x32" in skipped
+    with pytest.raises(ds.BadInput, match="far.jpg"):  # without an errors list, evaluate raises
+        ev.evaluate(ev.pr.MeanShape(np.zeros((68, 2))), ds.read_dataset(caricature_folder, "caricature",
+                                                                         errors=[]))
+
+
+def test_out_is_checked_before_any_work(caricature_folder, tmp_path, capsys, monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("work started before --out was checked")
+    monkeypatch.setattr(ev, "_load_predictor", no_work)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for out, says in ((a_file, "an existing file"), (a_file / "sub", "is a file")):
+        for mode in ("test", "predict"):
+            assert ev.main(["--images", str(caricature_folder), "--out", str(out), "--mode", mode]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("error: --out") and says in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root may write anywhere")
+def test_unwritable_out_is_refused(caricature_folder, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert ev.main(["--images", str(caricature_folder), "--out", str(locked / "o")]) == 2
+    assert "not writable" in capsys.readouterr().err

@@ -57,7 +57,7 @@ def test_train_save_load_generate(tmp_path, autoencoder_dir, pairs):
     before = {k: v.clone() for k, v in c.controlnet.state_dict().items()}
     preview = (pairs.points[:2], ["", "a portrait of cartoon style"], [0, 1])
     h = dm.train(pairs, c, CFG, tmp_path / "g", MODEL, preview=preview, progress=False)
-    assert len(h) == 4 and np.isfinite(h["loss"]).all()
+    assert len(h.history) == 4 and np.isfinite(h.history["loss"]).all()
     assert any(not torch.equal(before[k], v) for k, v in c.controlnet.state_dict().items())
     assert (tmp_path / "g" / "samples" / "step_0000004.png").exists()
     # diffusers' own pipeline loads the folder

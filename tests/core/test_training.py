@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import torch
+
+from lib.core import training as t
+
+
+def test_epoch_batch_covers_each_epoch_once():
+    n, b = 10, 3
+    per_epoch = n // b
+    seen = np.concatenate([t.epoch_batch(s, n, b, seed=0) for s in range(per_epoch)])
+    assert len(set(seen.tolist())) == len(seen) == per_epoch * b
+    assert not np.array_equal(t.epoch_batch(0, n, b, 0), t.epoch_batch(per_epoch, n, b, 0))  # reshuffled
+    np.testing.assert_array_equal(t.epoch_batch(4, n, b, 1), t.epoch_batch(4, n, b, 1))  # deterministic
+    assert sorted(t.epoch_batch(0, 2, 8, 0).tolist()) == [0, 1]  # a set smaller than a batch
+
+
+def test_signature_ignores_run_length_but_not_settings():
+    a = {"train": {"steps": 10, "threads": 2, "lr": 1e-3, "checkpoint_every": 5}, "model": {"c": 4}}
+    longer = {"train": {"steps": 99, "threads": 1, "lr": 1e-3, "checkpoint_every": 7}, "model": {"c": 4}}
+    other = {"train": {"steps": 10, "threads": 2, "lr": 2e-3, "checkpoint_every": 5}, "model": {"c": 4}}
+    assert t.settings_signature(a) == t.settings_signature(longer)
+    assert t.settings_signature(a) != t.settings_signature(other)
+    assert json.loads(t.settings_signature(a)) == {"train": {"lr": 1e-3}, "model": {"c": 4}}
+
+
+def test_scheduler_jump_matches_stepping():
+    def fresh():
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.1)
+        return opt, t.make_scheduler(opt, "cosine", 3, 20)
+    opt, s = fresh()
+    for _ in range(7):
+        opt.step()
+        s.step()
+    opt2, s2 = fresh()
+    t._jump(s2, opt2, 7)
+    assert abs(opt.param_groups[0]["lr"] - opt2.param_groups[0]["lr"]) < 1e-12
+    opt.step(), s.step(), opt2.step(), s2.step()
+    assert abs(opt.param_groups[0]["lr"] - opt2.param_groups[0]["lr"]) < 1e-12
+
+
+def test_unreadable_checkpoint_is_set_aside(tmp_path):
+    ckpt = tmp_path / "checkpoints" / "last.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"truncated")
+    m = torch.nn.Linear(2, 2)
+    run = t.TrainingRun(tmp_path, {"a": 1}, steps=2, checkpoint_every=1, desc="x", progress=False)
+    assert run.resume({"m": m}, torch.optim.SGD(m.parameters(), lr=0.1)) is False
+    assert not ckpt.exists() and len(list(ckpt.parent.glob("last.*.safetensors"))) == 1

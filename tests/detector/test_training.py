@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lib.data import datasets as ds
+from lib.data.procedural import render_face
+from lib.detector import model as det
+from lib.detector import training as tr
+from lib.detector.hourglass import HourglassConfig
+
+MCFG = HourglassConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, sigma=1.0)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faces")
+    samples = []
+    for i in range(10):
+        f = render_face(200 + i, "photo", 64)
+        ds.save_image(d / f"{i}.jpg", f.image)
+        samples.append(ds.Sample(d / f"{i}.jpg", f.landmarks))
+    return tr.FaceSet(samples[:8]), tr.FaceSet(samples[8:])
+
+
+def _cfg(**kw):
+    base = dict(steps=6, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3, val_every=3, threads=1)
+    base.update(kw)
+    return tr.TrainConfig.from_dict(base)
+
+
+def _same_checkpoints(a, b):
+    ta, tb = load_file(str(a / "checkpoints" / "last.safetensors")), load_file(str(b / "checkpoints" / "last.safetensors"))
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.allclose(ta[k].float(), tb[k].float(), atol=1e-6), k
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(faces, tmp_path):
+    train, val = faces
+    tr.train(train, val, MCFG, _cfg(), tmp_path / "a", progress=False)
+    first = tr.train(train, val, MCFG, _cfg(), tmp_path / "b", stop_at=3, progress=False)
+    assert first.steps_run == 3 and not first.finished
+    second = tr.train(train, val, MCFG, _cfg(), tmp_path / "b", progress=False)  # resumes at step 3
+    assert second.resumed_from == 3 and second.steps_run == 3 and second.finished
+    _same_checkpoints(tmp_path / "a", tmp_path / "b")
+    assert "emamodel.0" in load_file(str(tmp_path / "a" / "checkpoints" / "last.safetensors"))
+
+
+def test_training_lowers_the_loss_and_selects_on_validation(faces, tmp_path):
+    train, val = faces
+    r = tr.train(train, val, MCFG, _cfg(steps=30, lr=3e-3, val_every=10, checkpoint_every=10),
+                 tmp_path / "d", progress=False)
+    hist = r.history
+    assert hist["loss"].iloc[-5:].mean() < hist["loss"].iloc[:5].mean()
+    assert r.seconds > 0 and r.steps_run == 30
+    cfg = (tmp_path / "d" / "config.json").read_text()
+    assert "selected_step" in cfg and hist["val_nme"].notna().sum() == 3
+    assert (tmp_path / "d" / "history.csv").exists() and (tmp_path / "d" / "timing.json").exists()
+    # the schedule is diffusers' cosine with warm-up: rises, then decays towards 0
+    assert hist["lr"].iloc[0] < hist["lr"].iloc[2] and hist["lr"].iloc[-1] < 0.1 * hist["lr"].max()
+
+
+def test_a_longer_run_continues_from_the_last_checkpoint(faces, tmp_path, capsys):
+    train, val = faces
+    tr.train(train, val, MCFG, _cfg(steps=6), tmp_path / "d", progress=False)
+    r = tr.train(train, val, MCFG, _cfg(steps=9, threads=2), tmp_path / "d", progress=False)
+    assert "resuming" in capsys.readouterr().out
+    assert r.resumed_from == 6 and r.steps_run == 3
+    assert r.history["step"].tolist() == list(range(1, 10))
+
+
+def test_checkpoint_of_other_settings_is_kept_aside_not_resumed(faces, tmp_path, capsys):
+    train, val = faces
+    tr.train(train, val, MCFG, _cfg(), tmp_path / "d", stop_at=3, progress=False)
+    r = tr.train(train, val, MCFG, _cfg(lr=5e-4), tmp_path / "d", progress=False)
+    assert "starting afresh" in capsys.readouterr().out
+    assert r.history["step"].tolist() == list(range(1, 7)) and r.resumed_from == 0
+    kept = list((tmp_path / "d" / "checkpoints").glob("last.*.safetensors"))
+    assert len(kept) == 1  # the other run's checkpoint is kept, renamed
+
+
+def test_detector_folder_round_trip(faces, tmp_path):
+    train, val = faces
+    tr.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
+    model, config = det.load_detector(tmp_path / "d")
+    assert config["margin"] == 0.25 and model.cfg == MCFG
+    assert np.isfinite(det.predict_crops(model, np.zeros((1, 32, 32, 3), np.uint8))).all()
