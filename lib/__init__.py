@@ -17,3 +17,8 @@ Five packages, one per concern, with one-way imports (enforced by
 packages. Only notebooks, the evaluation command, tests and benchmarks import
 ``evaluation``; ``generator`` and ``detector`` never import each other.
 """
+
+import warnings
+
+# tqdm.auto (imported by diffusers) warns in a headless notebook kernel without ipywidgets
+warnings.filterwarnings("ignore", message="IProgress not found")

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,25 @@ def test_every_profile_is_complete():
                 assert s in p, f"params/{profile}.yaml lacks section {s}"
 
 
+STAGES = REPO / "pipelines" / "stages.yaml"
+
+
+def test_every_profile_has_a_pipeline():
+    """pipelines/<profile>/dvc.yaml is the one definition; profile.yaml beside it matches the params."""
+    for profile in pipeline.PROFILES:
+        folder = REPO / "pipelines" / profile
+        link = folder / "dvc.yaml"
+        assert link.is_symlink() and link.resolve() == STAGES.resolve(), f"{link} must link to ../stages.yaml"
+        vars_ = yaml.safe_load((folder / "profile.yaml").read_text())
+        root = pipeline.load_params(profile)["data"]["root"]
+        assert vars_ == {"profile": profile, "data_root": root or "lib/data/procedural.py"}, folder / "profile.yaml"
+
+
 def test_dvc_stages_match_notebooks_and_params():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = yaml.safe_load(STAGES.read_text())["stages"]
+    assert len(stages) == len(pipeline.STAGE_SECTIONS)
     for stage in stages.values():
+        assert stage["wdir"] == "../.."
         notebook = stage["cmd"].split()[4]
         assert f"notebooks/{notebook}.ipynb" in stage["deps"]
         sections = {k.split(".")[0] for k in stage["params"][0]["params/${profile}.yaml"]}
@@ -37,28 +54,100 @@ def test_source_notebooks_have_no_outputs_and_a_parameters_cell():
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb} has outputs"
 
 
-def test_use_switches_profile(tmp_path):
-    shutil.copytree(REPO / "params", tmp_path / "params")
-    pipeline.use("cpu", tmp_path)
-    assert pipeline.active_profile(tmp_path) == "cpu"
-    assert yaml.safe_load((tmp_path / "params" / "profile.yaml").read_text())["data_root"] == "../shared/data"
+def test_resolve_parameters_deep_merges_a_partial_section():
+    profile = pipeline.load_params("smoke")
+    got = pipeline.resolve_parameters("01_data_prep", "smoke", {"data": {"val_fraction": 0.3}})
+    assert got == {"data": {**profile["data"], "val_fraction": 0.3}}
+    got = pipeline.resolve_parameters("05_detector_finetune", "smoke", pipeline.parse_assignment("detector.train.steps=100"))
+    assert got["detector"]["train"]["steps"] == 100 and got["detector"]["train"]["lr"] == profile["detector"]["train"]["lr"]
+    assert got["detector"]["model"] == profile["detector"]["model"]
+    # sections left at None (the notebooks' defaults) are the profile's; ints pass for floats
+    got = pipeline.resolve_parameters("06_evaluation", "smoke", {"data": {"margin": 1}, "evaluate": None})
+    assert got["data"]["margin"] == 1 and got["evaluate"] == profile["evaluate"] and got["synthesis"] == profile["synthesis"]
+    assert pipeline.parse_assignment("data.procedural.domains=[cartoon]") == {"data": {"procedural": {"domains": ["cartoon"]}}}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"data": {"val_fracton": 0.3}}, "unknown parameter data.val_fracton"),
+    ({"detector": {}}, "unknown parameter detector"),
+    ({"profile": "smoke"}, "profile"),
+    ({"data": {"val_fraction": "0.3"}}, "data.val_fraction: expected float"),
+    ({"data": {"procedural": {"size": 9.5}}}, "data.procedural.size: expected int"),
+    ({"data": {"redistributable": 1}}, "data.redistributable: expected bool"),
+    ({"data": [1]}, "parameter data: expected dict"),
+])
+def test_resolve_parameters_rejects_unknown_keys_and_wrong_types(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pipeline.resolve_parameters("01_data_prep", "smoke", overrides)
+
+
+def test_resolve_parameters_rejects_a_misspelt_papermill_parameter():
+    """In a notebook, papermill's `-p profil smoke` is an assignment in its injected cell (IPython's `In`)."""
+    injected = '# Parameters\nprofil = "smoke"\ndata = {"val_fraction": 0.3}\n'
+    namespace = {"profile": "demo", "data": None, "profil": "smoke", "x": 1, "pipeline": pipeline,
+                 "In": ["", 'profile = "demo"\ndata = None\n', injected, "..."]}
+    with pytest.raises(ValueError, match="unknown parameter.*profil"):
+        pipeline.resolve_parameters("01_data_prep", "demo", {"data": None}, namespace=namespace)
+    namespace["In"][2] = injected.replace("profil ", "profile ")
+    assert pipeline.resolve_parameters("01_data_prep", "demo", {"data": None}, namespace=namespace)["data"]
+    assert pipeline.injected_names({"In": ["", "x = 1"]}) == set()  # outside papermill: nothing to check
+
+
+def test_run_command_rejects_bad_parameters_before_running(capsys):
+    for argv in (["run", "01_data_prep", "--profile", "smoke", "-p", "data.val_fracton=0.3"],
+                 ["run", "01_data_prep", "--profile", "smoke", "-p", "data.val_fraction=abc"],
+                 ["run", "01_data_prep", "--profile", "smoke", "-p", "val_fraction"],
+                 ["run", "01_data_prep", "--profil", "smoke"]):
+        with pytest.raises(SystemExit) as e:
+            pipeline.main(argv)
+        assert e.value.code == 2, argv
+    assert "data.val_fraction: expected float" in capsys.readouterr().err
+
+
+def _copy_project(work):
+    """The tracked project files a pipeline run needs, committed in a fresh git repository."""
+    for d in ("lib", "notebooks", "params", "pipelines"):
+        shutil.copytree(REPO / d, work / d, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
+    for f in (".dvc/config", ".dvc/.gitignore", ".dvc/plots/ced.json", ".dvcignore", ".gitignore"):
+        (work / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, work / f)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=work, check=True)
+    subprocess.run(git + ["commit", "-qm", "project"], cwd=work, check=True)
+
+
+def _env(tmp_path):
+    bin_dir = str(Path(sys.executable).parent)  # papermill's kernel and `python` in the stages
+    return {"PATH": bin_dir + ":/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1",
+            "DVC_NO_ANALYTICS": "1"}
+
+
+def test_dvc_reads_every_profile_pipeline(tmp_path):
+    work = tmp_path / "study"
+    _copy_project(work)
+    r = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "-R", "pipelines"], cwd=work, env=_env(tmp_path),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for profile in pipeline.PROFILES:
+        for stage in yaml.safe_load(STAGES.read_text())["stages"]:
+            assert f"pipelines/{profile}/dvc.yaml:{stage}" in r.stdout
 
 
 @pytest.mark.slow
 def test_smoke_pipeline_under_dvc(tmp_path):
-    """`dvc repro` of the smoke profile in a fresh copy of the project."""
+    """`dvc repro` of the smoke profile in a fresh clone of the project: results, DVC's metrics
+    and plots, and no tracked file changed."""
     work = tmp_path / "study"
-    for d in ("lib", "notebooks", "params"):
-        shutil.copytree(REPO / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))
-    for f in ("dvc.yaml", ".dvc/config", ".dvcignore"):
-        (work / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, work / f)
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    pipeline.use("smoke", work)
-    bin_dir = str(Path(sys.executable).parent)  # papermill's kernel and `python` in dvc.yaml
-    env = {"PATH": bin_dir + ":/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _copy_project(work)
+    env = _env(tmp_path)
+
+    def dvc(*args):
+        r = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=work, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r.stdout
+
+    dvc("repro", "pipelines/smoke/dvc.yaml")
     table = pd.read_csv(work / "results" / "smoke" / "table1.csv")
     assert list(table.columns) == ["method", "test_set", "n", "nme", "fr_10", "auc_10", "box"]
     assert set(table["test_set"]) == {"test_photo", "test_cartoon", "test_caricature"}
@@ -72,7 +161,29 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert (synth / "manifest.csv").exists() and len(list(synth.rglob("*.pts"))) == len(list(synth.rglob("*.jpg"))) == 10
     assert (work / "models" / "smoke" / "stage2" / "model_index.json").exists()  # diffusers save_pretrained layout
     assert (work / "results" / "smoke" / "notebooks" / "06_evaluation.ipynb").exists()
-    assert (work / "dvc.lock").exists()
+    assert (work / "pipelines" / "smoke" / "dvc.lock").exists()
+
+    # DVC's metrics: Table 1 and the alignment table
+    metrics = json.loads(dvc("metrics", "show", "--json"))
+    found = [m for rev in metrics.values() for path, m in rev["data"].items()
+             if path.endswith("results/smoke/metrics.json")]
+    assert found and "error" not in found[0], metrics
+    data = found[0]["data"]
+    assert set(data["table1"]) == {"test_photo", "test_cartoon", "test_caricature"}
+    assert all({"nme", "fr_10", "auc_10", "n"} <= set(row) for t in data["table1"].values() for row in t.values())
+    assert set(data["alignment"]) == {"two_stage", "one_step", "stage1_only"}
+    dvc("metrics", "diff")
+    # DVC's plots: one CED curve per test set, training curves from the model folders
+    for test_set in ("test_photo", "test_cartoon", "test_caricature"):
+        ced = pd.read_csv(work / "results" / "smoke" / "plots" / f"ced_{test_set}.csv")
+        assert list(ced.columns) == ["method", "nme", "fraction"]
+    dvc("plots", "show", "-o", str(tmp_path / "plots"))
+    page = (tmp_path / "plots" / "index.html").read_text()
+    for name in ("ced_test_photo", "smoke/diffusion_loss", "smoke/detector_loss", "smoke/detector_val_nme"):
+        assert name in page, name
+
+    # no tracked file changed; the run's record is the one new file
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=work, capture_output=True, text=True, check=True).stdout
+    assert status.splitlines() == ["?? pipelines/smoke/dvc.lock"], status
     # a second repro has nothing to do
-    r = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=work, env=env, capture_output=True, text=True)
-    assert "up to date" in r.stdout, r.stdout
+    assert "up to date" in dvc("status", "pipelines/smoke/dvc.yaml")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import checkpoints
 
@@ -75,7 +75,7 @@ def settings_signature(settings: dict) -> str:
 
 @dataclass
 class TrainResult:
-    history: pd.DataFrame  # one row per step since the start of training (resumed runs included)
+    history: pd.DataFrame  # one row per step since step 0 (resumed runs included); "seconds" is cumulative
     seconds: float         # wall time of this call
     steps_run: int         # optimiser steps taken by this call
     resumed_from: int      # the step this call started at (0: from scratch)
@@ -95,6 +95,7 @@ class TrainingRun:
         self.progress, self.is_main = progress, is_main
         self.barrier = barrier or (lambda: None)
         self.step, self.start, self.history, self.state = 0, 0, [], {}
+        self._before = 0.0  # training seconds of earlier calls (from the resumed history)
         self._modules, self._opt, self._sched, self._ema = {}, None, None, None
 
     # ---------------------------------------------------------------- resume
@@ -117,6 +118,7 @@ class TrainingRun:
         self.step = self.start = meta["step"]
         self.history = meta["history"]
         self.state.update(meta.get("state", {}))
+        self._before = float(self.history[-1].get("seconds", 0.0)) if self.history else 0.0
         if scheduler is not None:
             _jump(scheduler, opt, self.step)
         self._print(f"resuming from {self.ckpt} at step {self.step} of {self.steps}")
@@ -143,7 +145,8 @@ class TrainingRun:
         if self._sched is not None:
             self._sched.step()
         self.step += 1
-        row = {"step": self.step, **row}
+        # "seconds": training time since step 0, summed over resumed runs, so history.csv carries the timing
+        row = {"step": self.step, **row, "seconds": round(self._before + time.perf_counter() - self._t0, 3)}
         self.history.append(row)
         self._bar.update(1)
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step" and isinstance(v, float)})

@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..core import crop as cr
 from ..data import datasets as ds

@@ -63,6 +63,16 @@ def ced_plot(errors: dict[str, np.ndarray], title: str, threshold: float = 0.10)
     return fig
 
 
+def ced_table(errors: dict[str, np.ndarray], threshold: float = 0.10) -> "pd.DataFrame":
+    """The CED curves in long form (method, nme in %, fraction of faces), for `dvc plots`."""
+    import pandas as pd
+    parts = []
+    for name, e in errors.items():
+        x, y = metrics.ced(e, threshold, steps=200)
+        parts.append(pd.DataFrame({"method": name, "nme": np.round(x * 100, 4), "fraction": np.round(y, 4)}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def hardest_faces(samples: list[ds.Sample], preds: np.ndarray, errors: np.ndarray, k: int = 6,
                   pixels: bool = True, title: str = ""):
     """The k faces with the largest error: ground truth green, prediction red."""
@@ -75,16 +85,34 @@ def hardest_faces(samples: list[ds.Sample], preds: np.ndarray, errors: np.ndarra
     return fig
 
 
-def loss_curve(history, title: str, column: str = "loss", window: int = 50):
-    """Training loss per step, raw (faint) and smoothed."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(history["step"], history[column], alpha=0.25, lw=0.6)
-    ax.plot(history["step"], history[column].rolling(window, min_periods=1).mean(), lw=1.4)
-    ax.set_xlabel("step")
-    ax.set_ylabel(column)
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
+def training_time(history) -> str:
+    """'2,000 steps, 22.7 min of training' from a history with the scaffold's cumulative `seconds`."""
+    last = history.iloc[-1]
+    minutes = f", {last['seconds'] / 60:.1f} min of training" if "seconds" in history else ""
+    return f"{int(last['step']):,} steps{minutes}"
+
+
+def training_curves(history, title: str, window: int = 50):
+    """Training loss per step (raw, faint, and smoothed) and, where the history has
+    it, validation NME with the kept step marked; the title carries steps and time."""
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="paper")
+    val = history.dropna(subset=["val_nme"]) if "val_nme" in history else history.iloc[:0]
+    fig, axes = plt.subplots(1, 2 if len(val) else 1, figsize=(9 if len(val) else 5, 3.2), squeeze=False)
+    a = axes[0, 0]
+    smooth = history.assign(smoothed=history["loss"].rolling(window, min_periods=1).mean())
+    sns.lineplot(data=history, x="step", y="loss", ax=a, alpha=0.25, lw=0.6)
+    sns.lineplot(data=smooth, x="step", y="smoothed", ax=a, lw=1.4, label=f"mean of {window} steps")
+    a.set_yscale("log")
+    a.set_ylabel("training loss")
+    if len(val):
+        b = axes[0, 1]
+        sns.lineplot(data=val, x="step", y="val_nme", ax=b, marker="o")
+        best = val.loc[val["val_nme"].idxmin()]
+        b.plot([best["step"]], [best["val_nme"]], "r*", ms=12, label=f"kept: step {int(best['step'])}")
+        b.set_ylabel("validation NME (%)")
+        b.legend(fontsize=7)
+    fig.suptitle(f"{title} ({training_time(history)})", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler,
                        StableDiffusionControlNetPipeline, UNet2DConditionModel)
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..core import crop as cr
 from ..data import datasets as ds

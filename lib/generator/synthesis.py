@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..data import datasets as ds
 from . import edits as ed

@@ -83,3 +83,40 @@ def test_real_caricature_split():
     with tempfile.TemporaryDirectory() as d:
         s = dp.prepare(cfg, d, show_progress=False)
     assert s["splits"] == {"fewshot_caricature": 10, "test_caricature": 20}
+
+
+def test_same_stem_files_get_unique_ids(tmp_path):
+    root = tmp_path / "root"
+    folder = root / "faces"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    for i, name in enumerate(["x.jpg", "x.png", "y.jpg", "a/z.jpg", "b/z.jpg"]):
+        f = render_face(i, "photo", 96)
+        ds.save_image(folder / name, f.image)
+        ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks)
+    cfg = {"root": str(root), "crop_size": 32, "margin": 0.25, "val_fraction": 0.0,
+           "sources": [{"path": "faces", "format": "300w", "split": "test_x"}]}
+    summary = dp.prepare(cfg, tmp_path / "out", show_progress=False)
+    ids = [s.meta["id"] for s in dp.load_split(tmp_path / "out", "test_x")]
+    assert sorted(ids) == ["faces_x.jpg", "faces_x.png", "faces_y", "faces_z.jpg"]
+    assert len(list((tmp_path / "out" / "crops" / "test_x").glob("*.jpg"))) == 4
+    assert summary["skipped"] == 1 and "b/z.jpg: id faces_z.jpg already used by" in summary["errors"][0]
+
+
+def test_data_prep_and_evaluation_share_one_face_check(tmp_path):
+    from lib.evaluation import evaluate as ev
+    from lib.evaluation.predictors import MeanShape
+    root = tmp_path / "root"
+    folder = root / "faces"
+    folder.mkdir(parents=True)
+    f = render_face(0, "photo", 96)
+    pts = f.landmarks.copy()
+    pts[45] = pts[36]
+    ds.save_image(folder / "eyes.jpg", f.image)
+    ds.write_pts(folder / "eyes.pts", pts)
+    cfg = {"root": str(root), "crop_size": 32, "margin": 0.25, "val_fraction": 0.0,
+           "sources": [{"path": "faces", "format": "300w", "split": "test_x"}]}
+    prep_errors = dp.prepare(cfg, tmp_path / "out", show_progress=False)["errors"]
+    eval_errors = []
+    ev.evaluate(MeanShape(np.zeros((68, 2))), ds.read_dataset(folder), errors=eval_errors)
+    assert prep_errors == eval_errors and "eyes.jpg: inter-ocular distance 0.00 px" in eval_errors[0]

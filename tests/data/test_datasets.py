@@ -132,3 +132,28 @@ def test_real_data_layouts():
     assert len(ds.read_dataset(DATA_ROOT / "300w" / "lfpw" / "testset")) == 224
     assert len(ds.read_dataset(DATA_ROOT / "caricature")) == 30
     assert len(ds.read_dataset(DATA_ROOT / "cariface" / "testset")) == 5
+
+
+def _bad(shape, edit):
+    pts = shape.copy()
+    edit(pts)
+    return pts
+
+
+@pytest.mark.parametrize("image_hw, edit, says", [
+    ((20, 20), lambda p: None, "image 20x20 is smaller than 32x32"),
+    ((128, 128), lambda p: p.__setitem__((3, 0), 99999), "coordinates outside the 128x128 image"),
+    ((128, 128), lambda p: p.__setitem__((3, 0), np.inf), "NaN or infinite"),
+    ((128, 128), lambda p: p.__setitem__(45, p[36]), "inter-ocular distance 0.00 px"),
+])
+def test_check_face_rejects_what_cannot_be_scored(shape, image_hw, edit, says):
+    with pytest.raises(ds.BadInput, match="face.jpg: " + __import__("re").escape(says)):
+        ds.check_face(_bad(shape, edit), image_hw, "face.jpg")
+
+
+def test_check_face_accepts_points_just_outside_the_frame(shape):
+    pts = shape.copy()
+    pts[8, 1] = 127 + 5  # an occluded chin point a little below the frame
+    np.testing.assert_array_equal(ds.check_face(pts, (128, 128, 3), "face.jpg"), pts)
+    with pytest.raises(ds.BadInput, match="67 points"):
+        ds.check_face(shape[:67], (128, 128), "face.jpg")

@@ -5,6 +5,7 @@ import torch
 from lib.core import crop as cr
 from lib.data import datasets as ds
 from lib.detector import model as det
+from lib.detector import training as tr
 from lib.detector.hourglass import HourglassConfig
 from lib.data.procedural import render_face
 
@@ -19,39 +20,18 @@ def faces(tmp_path_factory):
         f = render_face(200 + i, "photo", 64)
         ds.save_image(d / f"{i}.jpg", f.image)
         samples.append(ds.Sample(d / f"{i}.jpg", f.landmarks))
-    return det.FaceSet(samples[:8]), det.FaceSet(samples[8:])
+    return tr.FaceSet(samples[:8]), tr.FaceSet(samples[8:])
 
 
 def _cfg(**kw):
     base = dict(steps=6, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3, val_every=3, threads=1)
     base.update(kw)
-    return det.TrainConfig.from_dict(base)
-
-
-def test_interrupted_and_resumed_run_matches_uninterrupted(faces, tmp_path):
-    train, val = faces
-    det.train(train, val, MCFG, _cfg(), tmp_path / "a", progress=False)
-    det.train(train, val, MCFG, _cfg(), tmp_path / "b", stop_at=3, progress=False)
-    det.train(train, val, MCFG, _cfg(), tmp_path / "b", progress=False)  # resumes at step 3
-    ta = det.load_file(str(tmp_path / "a" / "checkpoints" / "last.safetensors"))
-    tb = det.load_file(str(tmp_path / "b" / "checkpoints" / "last.safetensors"))
-    assert ta.keys() == tb.keys()
-    for k in ta:
-        assert torch.allclose(ta[k].float(), tb[k].float(), atol=1e-6), k
-
-
-def test_training_lowers_the_loss_and_selects_on_validation(faces, tmp_path):
-    train, val = faces
-    hist = det.train(train, val, MCFG, _cfg(steps=30, lr=3e-3, val_every=10, checkpoint_every=10),
-                     tmp_path / "d", progress=False)
-    assert hist["loss"].iloc[-5:].mean() < hist["loss"].iloc[:5].mean()
-    cfg = (tmp_path / "d" / "config.json").read_text()
-    assert "selected_step" in cfg and set(hist["val_nme"].dropna().index) != set()
+    return tr.TrainConfig.from_dict(base)
 
 
 def test_detector_folder_round_trip_and_predictor(faces, tmp_path):
     train, val = faces
-    det.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
+    tr.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
     model, config = det.load_detector(tmp_path / "d")
     assert config["margin"] == 0.25
     f = render_face(300, "photo", 64)
@@ -67,7 +47,7 @@ def test_missing_detector_folder_is_clear(tmp_path):
 def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys):
     from lib.evaluation import evaluate as ev
     train, val = faces
-    det.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
+    tr.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
     folder = tmp_path / "cari"
     folder.mkdir()
     for i in range(3):
@@ -78,19 +58,11 @@ def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys):
     assert "n=3" in capsys.readouterr().out
 
 
-def test_checkpoint_of_other_settings_is_not_resumed(faces, tmp_path, capsys):
-    train, val = faces
-    det.train(train, val, MCFG, _cfg(), tmp_path / "d", stop_at=3, progress=False)
-    hist = det.train(train, val, MCFG, _cfg(lr=5e-4), tmp_path / "d", progress=False)
-    assert "starting afresh" in capsys.readouterr().out
-    assert hist["step"].tolist() == list(range(1, 7))
-
-
 def test_image_only_mode_with_a_detector_folder(faces, tmp_path):
     """Whole images: dlib's detector finds the face, the detector predicts, points map back."""
     from lib.evaluation import evaluate as ev
     train, val = faces
-    det.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
+    tr.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     f = render_face(7, "photo", 256)
@@ -102,3 +74,92 @@ def test_image_only_mode_with_a_detector_folder(faces, tmp_path):
     lo, hi = f.landmarks.min(0), f.landmarks.max(0)
     margin = (hi - lo).max() * 0.5
     assert ((pts > lo - margin) & (pts < hi + margin)).all()
+
+
+# ------------------------------------------------------------------ detector folders are checked on load
+
+@pytest.fixture
+def folder(tmp_path):
+    """A saved (untrained) detector folder."""
+    from lib.detector.hourglass import StackedHourglass
+    torch.manual_seed(0)
+    det.save_detector(tmp_path / "d", StackedHourglass(MCFG).eval(), 0.25, {"selected_step": 3})
+    return tmp_path / "d"
+
+
+def _edit_config(folder, edit):
+    import json
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    edit(cfg)
+    path.write_text(json.dumps(cfg))
+
+
+def test_saved_folder_loads_and_predicts_with_its_own_normalisation(folder, monkeypatch):
+    model, config = det.load_detector(folder)
+    assert config["margin"] == 0.25 and config["training"] == {"selected_step": 3}
+    _edit_config(folder, lambda c: c.update(mean=[10.0, 20.0, 30.0], std=[40.0, 50.0, 60.0]))
+    seen = []
+    real = det.to_tensor
+    monkeypatch.setattr(det, "to_tensor", lambda images, mean=det.MEAN, std=det.STD: (
+        seen.append((np.asarray(mean).tolist(), np.asarray(std).tolist())) or real(images, mean, std)))
+    f = render_face(300, "photo", 64)
+    p = det.Detector(folder).predict(f.image, cr.box_from_landmarks(f.landmarks, 0.0))
+    assert p.landmarks.shape == (68, 2) and np.isfinite(p.landmarks).all()
+    assert seen == [([10.0, 20.0, 30.0], [40.0, 50.0, 60.0])]
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda c: c.update(colour="red"), "unknown keys ['colour']"),
+    (lambda c: c.pop("std"), "missing keys ['std']"),
+    (lambda c: c.update(margin="0.25"), "'margin' is '0.25', expected a float"),
+    (lambda c: c.update(margin=5), "margin 5 outside [0.0, 1.0]"),
+    (lambda c: c.update(margin=-0.1), "outside [0.0, 1.0]"),
+    (lambda c: c.update(mean=[1, 2]), "'mean' is [1, 2], expected 3 numbers"),
+    (lambda c: c.update(std=[1, 0, 1]), "'std' [1, 0, 1] must be positive"),
+    (lambda c: c["model"].pop("depth"), "missing ['depth']"),
+    (lambda c: c["model"].update(channels=16.5), "model.channels is 16.5, expected a positive int"),
+    (lambda c: c["model"].update(heatmap_size=12), "input_size / heatmap_size"),
+    (lambda c: c["model"].update(stacks=2), "does not fit the network"),
+    (lambda c: c["model"].update(channels=8), "has shape (16,), the network of config.json expects (8,)"),
+    (lambda c: c["model"].update(points=5), "has shape"),
+])
+def test_config_off_the_schema_is_one_clear_error(folder, edit, says):
+    _edit_config(folder, edit)
+    with pytest.raises(det.BadDetectorFolder) as exc:
+        det.load_detector(folder)
+    assert str(folder) in str(exc.value) and says in str(exc.value)
+
+
+def test_unreadable_or_broken_weights_are_one_clear_error(folder):
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(det.BadDetectorFolder, match="config.json unreadable"):
+        det.load_detector(folder)
+    det.save_detector(folder, det.StackedHourglass(MCFG), 0.25)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:len(good) // 2])
+    with pytest.raises(det.BadDetectorFolder, match="model.safetensors unreadable"):
+        det.load_detector(folder)
+    model = det.StackedHourglass(MCFG)
+    with torch.no_grad():
+        model.heads[0].bias[3] = float("nan")
+    det.save_detector(folder, model, 0.25)
+    with pytest.raises(det.BadDetectorFolder, match=r"heads\.0\.bias holds NaN"):
+        det.load_detector(folder)
+    weights.unlink()
+    with pytest.raises(det.BadDetectorFolder, match="model.safetensors: missing") as exc:
+        det.load_detector(folder)
+    assert isinstance(exc.value, FileNotFoundError)
+
+
+def test_evaluation_command_reports_a_bad_detector_folder(folder, tmp_path, capsys):
+    from lib.evaluation import evaluate as ev
+    _edit_config(folder, lambda c: c.update(margin=3))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    ds.save_image(imgs / "a.jpg", render_face(7, "photo", 128).image)
+    for mode in ("test", "predict"):
+        rc = ev.main(["--images", str(imgs), "--predictor", str(folder), "--out", str(tmp_path / "o"), "--mode", mode])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith(f"error: {folder}: config.json: margin 3") and "Traceback" not in err

@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import (AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline,
-                       StableDiffusionPipeline, UNet2DConditionModel)
+from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
 from lib.generator import autoencoder as ae
 from lib.generator import diffusion as dm
@@ -101,40 +100,7 @@ def test_pairset_reads_prompts_from_a_synthetic_manifest(tmp_path):
 
 
 # ------------------------------------------------------------------ the paper's code path
-
-def _tiny_clip(folder):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    # CLIP's byte-level alphabet (printable bytes as themselves, the rest shifted past 255), no merges
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(256 - len(printable))]
-    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    folder.mkdir(parents=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=12)
-    enc = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                       num_attention_heads=4, max_position_embeddings=12,
-                                       bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"]))
-    return tok, enc
-
-
-@pytest.fixture(scope="module")
-def stable_diffusion_dir(tmp_path_factory):
-    """A tiny random model saved in exactly Stable Diffusion 1.x's diffusers layout."""
-    out = tmp_path_factory.mktemp("sd")
-    torch.manual_seed(0)
-    tok, enc = _tiny_clip(out / "_clip")
-    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
-    unet = UNet2DConditionModel(sample_size=16, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=4)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=enc, tokenizer=tok, unet=unet, scheduler=dm.noise_scheduler(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(out / "sd")
-    return out / "sd"
-
+# (the tiny Stable Diffusion folder: the `stable_diffusion_dir` fixture of tests/conftest.py)
 
 def test_paper_path_trains_only_the_controlnet_and_saves_it_over_the_base(tmp_path, stable_diffusion_dir, pairs):
     model = {"pretrained": str(stable_diffusion_dir), "resolution": RES}

@@ -1,0 +1,85 @@
+"""The generator's training stages as functions of a profile's ``diffusion``
+params section, shared by notebooks 02 / 03 and ``lib/launch.py`` (several
+processes under ``accelerate launch``): whichever runs first trains, the other
+finds the finished model and resumes with nothing left to do.
+
+    autoencoder  the small profiles' latent space (none for a pretrained base)
+    stage1       real faces, empty prompts
+    stage2       the multi-domain set with style prompts, from stage 1
+    onestep      the multi-domain set from scratch (the ablation)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.training import TrainResult, seed_everything
+from ..data import datasets as ds
+from . import autoencoder
+from . import diffusion as dm
+from .styles import style_prompt
+
+GENERATORS = ("stage1", "stage2", "onestep")
+PREVIEW_FACES = 8
+
+
+def stage1_pairs(data_dir: Path, resolution: int, errors: list | None = None) -> tuple[dm.PairSet, dm.PairSet]:
+    """Real training and validation faces with empty prompts."""
+    crops = Path(data_dir) / "crops"
+    return (dm.PairSet(ds.read_dataset(crops / "train", "300w", errors), resolution, prompt="", errors=errors),
+            dm.PairSet(ds.read_dataset(crops / "val", "300w", errors), resolution, prompt="", errors=errors))
+
+
+def multidomain_pairs(multidomain: Path, resolution: int, repeat: int) -> tuple[dm.PairSet, int, list[str]]:
+    """The stage-2 set: filtered real faces plus the few real domain faces
+    repeated `repeat` times. Returns the pairs, the number of real domain faces
+    and the styles in order of first appearance."""
+    samples = ds.read_dataset(multidomain, "synthetic")
+    if not samples:
+        raise FileNotFoundError(f"{multidomain}: no multi-domain set; notebook 03 makes it")
+    pairs = dm.PairSet([s for s in samples if s.meta["seed"] != ""], resolution, prompt=None)  # filtered faces
+    real = dm.PairSet([s for s in samples if s.meta["seed"] == ""], resolution, prompt=None)
+    for _ in range(repeat):
+        pairs = pairs + real
+    return pairs, len(real), list(dict.fromkeys(s.meta["style"] for s in samples))
+
+
+def preview(data_dir: Path, resolution: int, styles: list[str] | None = None) -> tuple:
+    """Fixed validation landmarks, prompts (one style per column, or empty) and seeds for the sample grids."""
+    points = dm.PairSet(ds.read_dataset(Path(data_dir) / "crops" / "val", "300w")[:PREVIEW_FACES], resolution).points
+    k = len(points)
+    prompts = [style_prompt(styles[i % len(styles)]) for i in range(k)] if styles else [""] * k
+    return points, prompts, list(range(k))
+
+
+def train_autoencoder(diffusion: dict, data_dir: Path, models: Path, progress: bool = True) -> TrainResult | None:
+    """The small profiles' autoencoder (cached in ``models/autoencoder``); None for a pretrained base."""
+    model_cfg = diffusion["model"]
+    if model_cfg.get("pretrained"):
+        return None
+    res = model_cfg["resolution"]
+    train, val = stage1_pairs(data_dir, res)
+    cfg = autoencoder.AutoencoderTrainConfig(**diffusion["autoencoder_train"])
+    return autoencoder.train(train.images, val.images, {**model_cfg["autoencoder"], "resolution": res}, cfg,
+                             Path(models) / "autoencoder", progress=progress)
+
+
+def train_generator(name: str, diffusion: dict, data_dir: Path, generated: Path, models: Path,
+                    stop_at: int | None = None, progress: bool = True) -> TrainResult:
+    """Train generator `name` (one of GENERATORS) into ``models/<name>``."""
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
+    model_cfg, res = diffusion["model"], diffusion["model"]["resolution"]
+    models = Path(models)
+    cfg = dm.TrainConfig(**diffusion[name])
+    seed_everything(cfg.seed, cfg.threads)  # new weights (UNet, ControlNet) start alike in every run and process
+    if name == "stage1":
+        pairs, _ = stage1_pairs(data_dir, res)
+        components, init, styles = dm.build_components(model_cfg, models / "autoencoder"), None, None
+    else:
+        pairs, _, styles = multidomain_pairs(Path(generated) / "multidomain", res, diffusion["multidomain"]["fewshot_repeat"])
+        if name == "stage2":
+            components, init = dm.load_components(models / "stage1"), models / "stage1"
+        else:
+            components, init = dm.build_components(model_cfg, models / "autoencoder"), None
+    return dm.train(pairs, components, cfg, models / name, model_cfg, init=init, preview=preview(data_dir, res, styles),
+                    stop_at=stop_at, progress=progress)

@@ -1,0 +1,149 @@
+"""Train one generator stage of a profile outside the notebooks, on one or many
+GPUs, under ``accelerate launch``:
+
+    accelerate launch --num_processes 4 -m lib.launch stage1 --profile paper
+    accelerate launch --num_processes 4 -m lib.launch stage2 --profile paper
+    python -m lib.launch autoencoder --profile demo        # small profiles; one process
+
+Stages (``lib.generator.stages``): ``autoencoder`` (small profiles' latent
+space; nothing to do for a pretrained base; one process only), ``stage1``,
+``stage2`` (needs stage 1 and the multi-domain set that notebook 03 writes to
+``generated/<profile>/multidomain``), ``onestep`` (needs the multi-domain set).
+
+Each process takes its shard of every global batch of ``batch_size *
+processes`` pairs; the main process writes the checkpoints and the finished
+model to ``models/<profile>/<stage>``. An interrupted launch resumes from its
+last checkpoint when started again with the same number of processes (the
+process count is part of the run's settings: it sets the global batch).
+
+On CPUs (no GPU; tests): accelerate 1.x's ``--cpu`` starts one process unless
+under mpirun, so start torchrun processes and tell them to use the CPU (gloo):
+
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m lib.launch stage1 --profile smoke
+
+``--root`` points at another project folder (``params/``, ``data/``,
+``generated/``, ``models/`` under it; tests use it). With ``MDFLD_LOG_SHARDS``
+set to a path, every process appends its rank, step and batch indices to
+``<path>.rank<r>`` (JSON lines), to check the sharding.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import pipeline
+
+STAGES = ("autoencoder", "stage1", "stage2", "onestep")
+
+
+class LaunchError(Exception):
+    """A problem found before training: the message says what to do."""
+
+
+def models_dir(profile: str, root: Path = pipeline.ROOT) -> Path:
+    return Path(root) / "models" / profile
+
+
+def check_inputs(stage: str, diffusion: dict, data: Path, generated: Path, models: Path, processes: int) -> None:
+    """Raise LaunchError naming what `stage` lacks (and how to make it)."""
+    if stage not in STAGES:
+        raise LaunchError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    if stage == "autoencoder" and processes > 1:
+        raise LaunchError(f"the autoencoder trains on one process only (this launch has {processes}); "
+                          "run: python -m lib.launch autoencoder --profile <profile>")
+    crops = Path(data) / "crops"
+    for split in ("train", "val"):
+        if not any((crops / split).glob("*.pts")):
+            raise LaunchError(f"{crops / split}: no prepared faces; run data prep first "
+                              "(python -m lib.pipeline run 01_data_prep)")
+    if stage in ("stage2", "onestep") and not (Path(generated) / "multidomain" / "manifest.csv").exists():
+        raise LaunchError(f"{Path(generated) / 'multidomain'}: no multi-domain set; notebook 03 makes it "
+                          "(python -m lib.pipeline run 03_stage2 makes it, then trains both stages in the notebook)")
+    pretrained = diffusion["model"].get("pretrained")
+    if pretrained and not Path(pretrained).exists():
+        raise LaunchError(f"{pretrained}: no Stable Diffusion here; set diffusion.model.pretrained "
+                          "to your local copy (a diffusers folder)")
+    if stage in ("stage1", "onestep") and not pretrained and not (Path(models) / "autoencoder" / "config.json").exists():
+        raise LaunchError(f"{Path(models) / 'autoencoder'}: no autoencoder; train it first "
+                          "(python -m lib.launch autoencoder --profile <profile>, or notebook 02)")
+    if stage == "stage2" and not (Path(models) / "stage1" / "generator.json").exists():
+        raise LaunchError(f"{Path(models) / 'stage1'}: no finished stage-1 model; train stage1 first")
+
+
+def _log_shards(path: str) -> None:
+    """Debug hook (MDFLD_LOG_SHARDS): record each process's batch indices per step."""
+    from accelerate import PartialState
+
+    from .generator import diffusion as dm
+    batch = dm._batch  # called by dm.train with this process's shard of the global batch
+
+    def logged(pairs, idx, cfg, step):
+        rank = PartialState().process_index
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.rank{rank}", "a") as fh:
+            fh.write(json.dumps({"rank": rank, "step": int(step), "idx": [int(i) for i in idx]}) + "\n")
+        return batch(pairs, idx, cfg, step)
+
+    dm._batch = logged
+
+
+def run(stage: str, profile: str, root: Path = pipeline.ROOT, stop_at: int | None = None,
+        progress: bool = True) -> Path | None:
+    """Train `stage` of `profile`; returns the model folder (None: nothing to train)."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    from .generator import stages
+
+    root = Path(root)
+    try:
+        params = pipeline.load_params(profile, root)
+    except FileNotFoundError as exc:
+        raise LaunchError(str(exc)) from None
+    diffusion = params["diffusion"]
+    data, generated, models = pipeline.data_dir(profile, root), pipeline.generated_dir(profile, root), models_dir(profile, root)
+    # the state Accelerator will find; with ACCELERATE_USE_CPU several processes join a gloo group
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    check_inputs(stage, diffusion, data, generated, models, state.num_processes)
+    if os.environ.get("MDFLD_LOG_SHARDS"):
+        _log_shards(os.environ["MDFLD_LOG_SHARDS"])
+    if stage == "autoencoder":
+        if stages.train_autoencoder(diffusion, data, models, progress=progress) is None:
+            print(f"{profile}: pretrained base, its own autoencoder is used; nothing to train", flush=True)
+            return None
+        out = models / "autoencoder"
+        finished = (out / "config.json").exists()
+    else:
+        result = stages.train_generator(stage, diffusion, data, generated, models, stop_at=stop_at, progress=progress)
+        out, finished = models / stage, result.finished
+    if state.is_main_process:
+        if finished:
+            print(f"{stage} of {profile}: finished model in {out}", flush=True)
+        else:
+            print(f"{stage} of {profile}: stopped early; the checkpoint in {out / 'checkpoints'} resumes it", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="accelerate launch [--num_processes N] -m lib.launch",
+                                 description="Train one generator stage of a profile (see lib/launch.py).")
+    ap.add_argument("stage", choices=STAGES)
+    ap.add_argument("--profile", required=True, help="params/<profile>.yaml, e.g. paper")
+    ap.add_argument("--root", type=Path, default=pipeline.ROOT, help="the project folder (default: this checkout)")
+    ap.add_argument("--stop-at", type=int, default=None, help="end at this step (training resumes from it later)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    a = ap.parse_args(argv)
+    try:
+        run(a.stage, a.profile, a.root, a.stop_at, progress=not a.no_progress)
+    except LaunchError as exc:
+        if os.environ.get("RANK", "0") == "0":  # every process stops; one says why
+            print(f"lib.launch: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The import rules of lib/__init__.py, and DVC dependencies that follow the imports.
+
+Imports are read from the source (ast for lib modules, the JSON cells for notebooks), lazy
+imports inside functions included, so neither the rules nor pipelines/stages.yaml can drift
+from the code.
+"""
+import ast
+import json
+import re
+
+import pytest
+import yaml
+
+from lib import pipeline
+from tests.conftest import REPO
+
+LIB = REPO / "lib"
+PACKAGES = ("core", "data", "generator", "detector", "evaluation")
+# what each package may import from lib (lib/__init__.py)
+ALLOWED = {
+    "core": set(),
+    "data": {"core"},
+    "generator": {"core", "data"},
+    "detector": {"core", "data"},
+    "evaluation": {"core", "data", "generator", "detector"},
+    "pipeline": set(),
+}
+
+
+def _module_name(path):
+    """lib/detector/model.py -> ["lib", "detector", "model"]; a package's __init__ is the package."""
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def lib_imports(path, source=None):
+    """The lib packages (or "pipeline") that the module at ``path`` imports, lazy imports included."""
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
+    is_package = path.name == "__init__.py"
+    here = _module_name(path)
+    package = here if is_package else here[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name.split(".") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+                assert len(base) >= 1, f"{path}: relative import beyond lib"
+            else:
+                base = []
+            mod = base + (node.module.split(".") if node.module else [])
+            # `from lib import detector` / `from .. import data`: the names may be packages
+            targets = [mod + [a.name] for a in node.names] if len(mod) == 1 else [mod]
+        else:
+            continue
+        for t in targets:
+            if t[0] == "lib" and len(t) > 1 and t[1] in (*PACKAGES, "pipeline"):
+                found.add(t[1])
+    return found
+
+
+def notebook_imports(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    return source_imports("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
+
+
+def source_imports(src):
+    """The lib packages a notebook's code imports (`from lib.X import ...`, `from lib import X`, `import lib.X`)."""
+    found = set(re.findall(r"^\s*from\s+lib\.(\w+)", src, re.M))
+    found |= set(re.findall(r"^\s*import\s+lib\.(\w+)", src, re.M))
+    for names in re.findall(r"^\s*from\s+lib\s+import\s+\(?([\w ,]+)", src, re.M):
+        found |= {n.split(" as ")[0].strip() for n in names.split(",")}
+    return {p for p in found if p in (*PACKAGES, "pipeline")}
+
+
+def package_graph():
+    graph = {p: set() for p in PACKAGES}
+    for p in PACKAGES:
+        for f in (LIB / p).rglob("*.py"):
+            graph[p] |= lib_imports(f) - {p}
+    return graph
+
+
+def closure(packages, graph):
+    todo, seen = list(packages), set()
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(graph.get(p, ()))
+    return seen
+
+
+def test_the_parser_sees_every_form_of_import():
+    code = ("import lib.core.crop\nfrom lib import data\nfrom ..generator import diffusion\n"
+            "def f():\n    from ..evaluation.plots import x\n    from . import heatmaps\n")
+    # parsed as if it were lib/detector/model.py
+    assert lib_imports(LIB / "detector" / "model.py", code) == {"core", "data", "generator", "evaluation", "detector"}
+    assert lib_imports(LIB / "detector" / "__init__.py", "from .. import pipeline\nfrom . import model\n") == {"pipeline", "detector"}
+    nb_code = ("from lib.data import datasets as ds\nfrom lib import pipeline, evaluation as ev\n"
+               "import lib.generator.edits\nfor i in x:\n    from lib.detector.model import Detector\n")
+    assert source_imports(nb_code) == {"data", "pipeline", "evaluation", "generator", "detector"}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_imports_follow_the_rules(package):
+    for f in sorted((LIB / package).rglob("*.py")):
+        bad = lib_imports(f) - {package} - ALLOWED[package]
+        assert not bad, f"{f.relative_to(REPO)} imports lib.{', lib.'.join(sorted(bad))}: {package} may import only {sorted(ALLOWED[package]) or 'nothing from lib'} (lib/__init__.py)"
+
+
+def test_pipeline_imports_none_of_the_packages():
+    assert lib_imports(LIB / "pipeline.py") == set()
+    assert lib_imports(LIB / "__init__.py") == set()
+
+
+def test_only_evaluation_imports_evaluation():
+    for f in LIB.rglob("*.py"):
+        if "evaluation" not in _module_name(f):
+            assert "evaluation" not in lib_imports(f), f"{f.relative_to(REPO)} imports lib.evaluation"
+
+
+def test_every_notebook_stage_depends_on_the_packages_it_imports():
+    stages = yaml.safe_load((REPO / "pipelines" / "stages.yaml").read_text())["stages"]
+    graph = package_graph()
+    by_notebook = {s["cmd"].split()[4]: s for s in stages.values()}
+    assert set(by_notebook) == set(pipeline.STAGE_SECTIONS), "one stage per notebook"
+    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
+        stage = by_notebook[nb.stem]
+        imported = notebook_imports(nb)
+        assert imported, f"{nb.name}: no lib imports found"
+        needed = {"lib/pipeline.py"} | {f"lib/{p}" for p in closure(imported - {"pipeline"}, graph)}
+        missing = needed - set(stage["deps"])
+        assert not missing, (f"{nb.name} imports lib.{', lib.'.join(sorted(imported))} (with what they import: "
+                             f"{sorted(needed)}); pipelines/stages.yaml lacks {sorted(missing)}")
