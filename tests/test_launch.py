@@ -106,8 +106,6 @@ def test_two_processes_shard_the_global_batch_and_match_one_process(project, tmp
     assert a < two["loss"].iloc[0] and b < one["loss"].iloc[0]  # both learn
 
 
-@pytest.mark.xfail(strict=True, reason="lib/generator/diffusion.py:349 puts the process count into the resume "
-                   "signature, so a 1-process call sets the 2-process checkpoint aside and trains again")
 def test_the_notebook_finds_the_launched_model(project, tmp_path):
     """After a 2-process launch, the notebook's own call (one process) has nothing left to do."""
     models = project / "models" / "smoke"

@@ -345,8 +345,10 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
     trained = {"controlnet": c.controlnet, **({"unet": c.unet} if cfg.train_unet else {})}
     world, rank = acc.num_processes, acc.process_index
-    run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs),
-                            "processes": world}, cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at,
+    # the process count is not a resume setting: a model launched on N processes (lib/launch.py) is
+    # picked up by the notebook's single process; a run resumed on another count keeps its own global batch
+    run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs)},
+                      cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at,
                       progress, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
     run.resume(trained, opt, sched)
     net, opt = acc.prepare(net, opt)
