@@ -6,27 +6,10 @@ from lib.core import crop as cr
 from lib.data import datasets as ds
 from lib.detector import model as det
 from lib.detector import training as tr
-from lib.detector.hourglass import HourglassConfig
 from lib.data.procedural import render_face
 
-MCFG = HourglassConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, sigma=1.0)
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    d = tmp_path_factory.mktemp("faces")
-    samples = []
-    for i in range(10):
-        f = render_face(200 + i, "photo", 64)
-        ds.save_image(d / f"{i}.jpg", f.image)
-        samples.append(ds.Sample(d / f"{i}.jpg", f.landmarks))
-    return tr.FaceSet(samples[:8]), tr.FaceSet(samples[8:])
-
-
-def _cfg(**kw):
-    base = dict(steps=6, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3, val_every=3, threads=1)
-    base.update(kw)
-    return tr.TrainConfig.from_dict(base)
+from tests.detector.conftest import MCFG
+from tests.detector.conftest import short_config as _cfg
 
 
 def test_detector_folder_round_trip_and_predictor(faces, tmp_path):
