@@ -180,7 +180,7 @@ def run(stage: str, profile: str = "demo", overrides: dict | None = None, root: 
     # progress bars and the libraries' chatter stay out of the committed outputs
     for key, value in {"TQDM_DISABLE": "1", "TQDM_MININTERVAL": "60", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
                        "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
-                       "PYTHONWARNINGS": "ignore::FutureWarning,ignore::tqdm.TqdmWarning"}.items():
+                       "PYTHONWARNINGS": "ignore::FutureWarning"}.items():
         os.environ.setdefault(key, value)
     pm.execute_notebook(str(root / "notebooks" / f"{stage}.ipynb"), str(out),
                         parameters={"profile": profile, **sections}, cwd=str(root), kernel_name="python3",

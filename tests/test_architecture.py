@@ -60,38 +60,6 @@ def lib_imports(path, source=None):
     return found
 
 
-def notebook_imports(nb):
-    cells = json.loads(nb.read_text())["cells"]
-    return source_imports("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
-
-
-def source_imports(src):
-    """The lib packages a notebook's code imports (`from lib.X import ...`, `from lib import X`, `import lib.X`)."""
-    found = set(re.findall(r"^\s*from\s+lib\.(\w+)", src, re.M))
-    found |= set(re.findall(r"^\s*import\s+lib\.(\w+)", src, re.M))
-    for names in re.findall(r"^\s*from\s+lib\s+import\s+\(?([\w ,]+)", src, re.M):
-        found |= {n.split(" as ")[0].strip() for n in names.split(",")}
-    return {p for p in found if p in (*PACKAGES, "pipeline")}
-
-
-def package_graph():
-    graph = {p: set() for p in PACKAGES}
-    for p in PACKAGES:
-        for f in (LIB / p).rglob("*.py"):
-            graph[p] |= lib_imports(f) - {p}
-    return graph
-
-
-def closure(packages, graph):
-    todo, seen = list(packages), set()
-    while todo:
-        p = todo.pop()
-        if p not in seen:
-            seen.add(p)
-            todo.extend(graph.get(p, ()))
-    return seen
-
-
 def test_the_parser_sees_every_form_of_import():
     code = ("import lib.core.crop\nfrom lib import data\nfrom ..generator import diffusion\n"
             "def f():\n    from ..evaluation.plots import x\n    from . import heatmaps\n")
@@ -100,7 +68,10 @@ def test_the_parser_sees_every_form_of_import():
     assert lib_imports(LIB / "detector" / "__init__.py", "from .. import pipeline\nfrom . import model\n") == {"pipeline", "detector"}
     nb_code = ("from lib.data import datasets as ds\nfrom lib import pipeline, evaluation as ev\n"
                "import lib.generator.edits\nfor i in x:\n    from lib.detector.model import Detector\n")
-    assert source_imports(nb_code) == {"data", "pipeline", "evaluation", "generator", "detector"}
+    files = {str(f.relative_to(REPO)) for f in module_imports(REPO / "notebooks" / "notebook.py", nb_code)}
+    assert files == {"lib/__init__.py", "lib/data/__init__.py", "lib/data/datasets.py", "lib/pipeline.py",
+                     "lib/evaluation/__init__.py", "lib/generator/__init__.py", "lib/generator/edits.py",
+                     "lib/detector/__init__.py", "lib/detector/model.py"}
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -121,16 +92,62 @@ def test_only_evaluation_imports_evaluation():
             assert "evaluation" not in lib_imports(f), f"{f.relative_to(REPO)} imports lib.evaluation"
 
 
-def test_every_notebook_stage_depends_on_the_packages_it_imports():
+def _resolve(parts):
+    """["lib", "core", "crop"] -> lib/core/crop.py or lib/core/__init__.py; None outside lib."""
+    p = REPO.joinpath(*parts)
+    if p.with_suffix(".py").is_file():
+        return p.with_suffix(".py")
+    return p / "__init__.py" if (p / "__init__.py").is_file() else None
+
+
+def module_imports(path, source=None):
+    """The lib files that importing the module at ``path`` executes directly: each imported
+    module and the package ``__init__`` files on its way, lazy imports included."""
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path)[:-1]
+    targets = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets += [a.name.split(".") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - (node.level - 1)] if node.level else []
+            mod = base + (node.module.split(".") if node.module else [])
+            targets += [mod] + [mod + [a.name] for a in node.names]  # a name may be a module
+    return {f for t in targets if t[:1] == ["lib"] for i in range(1, len(t) + 1) if (f := _resolve(t[:i]))}
+
+
+def module_closure(files):
+    todo, seen = list(files), set()
+    while todo:
+        f = todo.pop()
+        if f not in seen:
+            seen.add(f)
+            todo.extend(module_imports(f))
+    return seen
+
+
+def notebook_modules(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    src = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    src = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
+    return module_closure(module_imports(REPO / "notebooks" / "notebook.py", src))
+
+
+def test_the_module_closure_follows_relative_and_lazy_imports():
+    files = module_closure(module_imports(REPO / "notebooks" / "notebook.py", "from lib.detector import model\n"))
+    rel = {str(f.relative_to(REPO)) for f in files}
+    assert {"lib/__init__.py", "lib/detector/__init__.py", "lib/detector/model.py", "lib/detector/heatmaps.py",
+            "lib/core/crop.py", "lib/core/faces.py"} <= rel
+    assert not any(r.startswith(("lib/generator", "lib/evaluation")) for r in rel)
+
+
+def test_every_stage_depends_on_exactly_the_lib_modules_its_notebook_runs():
     stages = yaml.safe_load((REPO / "pipelines" / "stages.yaml").read_text())["stages"]
-    graph = package_graph()
     by_notebook = {s["cmd"].split()[4]: s for s in stages.values()}
     assert set(by_notebook) == set(pipeline.STAGE_SECTIONS), "one stage per notebook"
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
-        stage = by_notebook[nb.stem]
-        imported = notebook_imports(nb)
-        assert imported, f"{nb.name}: no lib imports found"
-        needed = {"lib/pipeline.py"} | {f"lib/{p}" for p in closure(imported - {"pipeline"}, graph)}
-        missing = needed - set(stage["deps"])
-        assert not missing, (f"{nb.name} imports lib.{', lib.'.join(sorted(imported))} (with what they import: "
-                             f"{sorted(needed)}); pipelines/stages.yaml lacks {sorted(missing)}")
+        listed = {d for d in by_notebook[nb.stem]["deps"] if d.startswith("lib/")}
+        needed = {str(f.relative_to(REPO)) for f in notebook_modules(nb)}
+        assert needed, f"{nb.name}: no lib imports found"
+        assert listed == needed, (f"pipelines/stages.yaml, stage of {nb.name}: lacks {sorted(needed - listed)}, "
+                                  f"lists unused {sorted(listed - needed)} (the lib modules it runs: {sorted(needed)})")

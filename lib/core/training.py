@@ -24,8 +24,6 @@ other settings is moved aside to ``last.<time>.safetensors``, never deleted.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from . import checkpoints
+from .progress import progress
 
 # settings that change how long or how fast a run goes, not what it computes
 RUN_LENGTH_KEYS = frozenset({"steps", "threads", "checkpoint_every", "val_every", "sample_every", "sample_steps"})
@@ -135,7 +133,7 @@ class TrainingRun:
     # ---------------------------------------------------------------- loop
     def __iter__(self):
         self._t0 = time.perf_counter()
-        self._bar = _progress(self.steps, self.step, self.desc, self.progress and self.is_main)
+        self._bar = progress(self.steps, self.step, self.desc, self.progress and self.is_main)
         while self.step < self.end:
             yield self.step
 
@@ -188,37 +186,3 @@ def _jump(scheduler, opt, step: int) -> None:
     for g, lr in zip(opt.param_groups, lrs):
         g["lr"] = lr
     scheduler._last_lr = lrs
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool):
-    """A progress bar on a terminal; in a headless notebook (papermill sets no
-    terminal) about ten plain lines per run, so executed notebooks stay readable."""
-    if not enabled:
-        return tqdm(total=total, initial=initial, disable=True)
-    if sys.stderr.isatty() or os.environ.get("MDFLD_PROGRESS") == "bar":
-        return tqdm(total=total, initial=initial, desc=desc)
-    return _LogLines(total, initial, desc)
-
-
-class _LogLines:
-    """tqdm's interface, printing a line at every tenth of the run."""
-
-    def __init__(self, total: int, initial: int, desc: str):
-        self.total, self.n, self.desc = total, initial, desc
-        self.every = max(1, total // 10)
-        self.t0, self.start, self.postfix = time.perf_counter(), initial, {}
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        if self.n % self.every == 0 or self.n == self.total:
-            dt = time.perf_counter() - self.t0
-            rate = (self.n - self.start) / dt if dt > 0 else float("nan")
-            extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-            print(f"{self.desc}: step {self.n}/{self.total}  {extra}  ({dt / 60:.1f} min, {rate:.2f} steps/s)",
-                  flush=True)
-
-    def set_postfix(self, d: dict) -> None:
-        self.postfix = d
-
-    def close(self) -> None:
-        pass

@@ -25,8 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..core.progress import track
 from ..core import crop as cr
 from . import datasets as ds
 from . import procedural
@@ -43,12 +43,16 @@ def is_validation(sample_id: str, fraction: float) -> bool:
     return h % 1000 < round(fraction * 1000)
 
 
-def holdout(samples: list[ds.Sample], fraction: float) -> tuple[list[ds.Sample], list[ds.Sample]]:
+def holdout(samples: list[ds.Sample], fraction: float, seed: int = 0) -> tuple[list[ds.Sample], list[ds.Sample]]:
     """(kept, held out): the validation rule above applied to each sample's image name,
-    for sets that come without a validation split (synthetic and baseline sets)."""
+    for sets that come without a validation split (synthetic and baseline sets).
+
+    ``seed`` 0 hashes the name alone; another seed hashes ``"<seed>/<name>"``, which draws
+    another held-out part of about the same size (repeated fine-tunes vary their split)."""
     kept, held = [], []
     for s in samples:
-        (held if is_validation(Path(s.image_path).name, fraction) else kept).append(s)
+        name = Path(s.image_path).name
+        (held if is_validation(name if seed == 0 else f"{seed}/{name}", fraction) else kept).append(s)
     return kept, held
 
 
@@ -65,7 +69,7 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
     for style, part, n in plan:
         rel = f"{style}/{part}"
         folder = out / rel
-        for i in tqdm(range(n), desc=f"render {style}/{part}", leave=False):
+        for i in track(range(n), desc=f"render {style}/{part}"):
             img = folder / f"{style}_{part}_{i:05d}.jpg"
             if not img.exists() or not img.with_suffix(".pts").exists():
                 face = procedural.render_face(offset + i, style, size)
@@ -127,7 +131,7 @@ def prepare(cfg: dict, out: str | Path, show_progress: bool = True) -> dict:
             continue
         samples = ds.read_dataset(folder, src["format"], errors)
         items = list(_assign(samples, src, cfg["val_fraction"]))
-        for s, split, sid in tqdm(items, desc=f"crop {folder.name}", disable=not show_progress, leave=False):
+        for s, split, sid in track(items, desc=f"crop {folder.name}", enabled=show_progress):
             if sid in used:  # same file name in two subfolders of a source
                 errors.append(f"{s.image_path}: id {sid} already used by {used[sid]}; skipped")
                 continue

@@ -36,8 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from ..core.progress import track
 from ..core import crop as cr
 from ..data import datasets as ds
 from ..core import metrics
@@ -65,7 +65,7 @@ def evaluate(predictor: Predictor, samples: list[ds.Sample], desc: str = "evalua
     data prep) are reported in `errors` and skipped; without `errors` they raise
     BadInput."""
     rows, preds = [], []
-    for s in tqdm(samples, desc=desc, leave=False):
+    for s in track(samples, desc=desc):
         try:
             img = ds.load_image(s.image_path)
             ds.check_face(s.landmarks, img.shape, s.image_path)
@@ -277,7 +277,7 @@ def run_predict(images_dir: Path, predictor: Predictor, out: Path, overwrite: bo
     own_finder = getattr(predictor, "box_mode", None) == "detector"
     finder = None if own_finder else FaceFinder()
     written = []
-    for path, pts_path, drawing_path in tqdm(plan, desc="predict"):
+    for path, pts_path, drawing_path in track(plan, desc="predict", lines=True):
         try:
             img = ds.load_image(path)
             if own_finder:

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler,
                        StableDiffusionControlNetPipeline, UNet2DConditionModel)
-from tqdm import tqdm
 
+from ..core.progress import track
 from ..core import crop as cr
 from ..data import datasets as ds
 from ..core import landmarks as lm
@@ -268,7 +268,7 @@ def generate(pipe: StableDiffusionControlNetPipeline, points: np.ndarray, prompt
     """Faces following `points` (N, 68, 2, pixels of a `resolution` image) and `prompts`;
     image i depends only on (points[i], prompts[i], seeds[i]), not on the batch it falls in."""
     out = []
-    for i in tqdm(range(0, len(points), batch_size), desc="generate", disable=not progress, leave=False):
+    for i in track(range(0, len(points), batch_size), desc="generate", enabled=progress):
         sl = slice(i, i + batch_size)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[sl]]
         images = pipe(prompt=list(prompts[sl]), image=condition_tensor(points[sl], resolution), height=resolution,

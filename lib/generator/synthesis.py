@@ -18,10 +18,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..data import datasets as ds
 from . import edits as ed
+from ..core.progress import progress as progress_bar, track
 from ..core.naming import slug
 from . import styles as st
 
@@ -70,8 +70,7 @@ def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps:
     out, state = Path(out), PartialState()
     mine = items[state.process_index::state.num_processes]
     todo = [it for it in mine if not _done(out, it["image"])]
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"synthesise {out.name}",
-               disable=not (progress and state.is_main_process))
+    bar = progress_bar(len(mine), len(mine) - len(todo), f"synthesise {out.name}", progress and state.is_main_process)
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
         images = generate(pipe, np.array([it["points"] for it in chunk]), [it["prompt"] for it in chunk],
@@ -101,7 +100,7 @@ def restyle(samples: list[ds.Sample], styles: list[str], per_style: int, out: st
     rows = []
     order = np.random.default_rng(seed).permutation(len(samples))
     for s_i, style in enumerate(styles):
-        for j in tqdm(range(per_style), desc=f"restyle {style}", leave=False):
+        for j in track(range(per_style), desc=f"restyle {style}"):
             i = s_i * per_style + j
             s = samples[order[i % len(samples)]]
             row = {"image": f"{slug(style)}/{i:06d}.jpg", "style": style, "prompt": st.style_prompt(style),

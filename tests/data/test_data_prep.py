@@ -20,6 +20,17 @@ def test_validation_rule_is_fixed():
     assert 150 < len(val) < 250
 
 
+def test_holdout_seed_draws_another_part_of_the_same_size():
+    from pathlib import Path
+    samples = [ds.Sample(Path(f"s/{i}.jpg"), np.zeros((68, 2))) for i in range(3000)]
+    parts = {seed: {s.image_path.name for s in dp.holdout(samples, 0.1, seed)[1]} for seed in (0, 1, 2)}
+    assert parts[0] == {s.image_path.name for s in samples if dp.is_validation(s.image_path.name, 0.1)}
+    assert all(240 < len(p) < 360 for p in parts.values())
+    assert len(parts[0] & parts[1]) < 0.3 * len(parts[0]) and len(parts[1] & parts[2]) < 0.3 * len(parts[1])
+    kept, held = dp.holdout(samples, 0.1, 1)
+    assert len(kept) + len(held) == len(samples) and parts[1] == {s.image_path.name for s in held}
+
+
 def test_fewshot_rule_takes_every_second_face():
     samples = [ds.Sample(__import__("pathlib").Path(f"{n}.jpg"), np.zeros((68, 2))) for n in range(1, 21)]
     src = {"path": "caricature", "split": "test_caricature", "domain": "caricature", "fewshot": 10}
