@@ -162,23 +162,28 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
     fewshot = ds.read_dataset(data_dir / "crops" / "fewshot_art", "300w")
     for name, rel in ft["sets"].items():
         samples = (ds.read_dataset(generated / rel, "synthetic") if rel else []) + fewshot
-        kept, held = data_prep.holdout(samples, ft["holdout"])
-        r = det.train(det.FaceSet(kept), det.FaceSet(val_samples + held), mcfg, det.TrainConfig.from_dict(ft["train"]),
-                      models / f"detector_{name}", init=models / "detector_real", progress=False)
-        assert r.finished and (models / f"detector_{name}" / "model.safetensors").exists(), name
+        runs = det.finetune(samples, val_samples, mcfg, ft["train"], models / f"detector_{name}", models / "detector_real",
+                            ft["seeds"], ft["holdout"], progress=False)
+        assert list(runs) == ft["seeds"] and all(r.finished for r in runs.values()), name
+        assert all((models / f"detector_{name}" / f"seed{k}" / "model.safetensors").exists() for k in runs), name
 
     # ---- 06 evaluation: every predictor and detector of the profile on every test set
     e = params["evaluate"]
     train_shapes = np.array([x.landmarks for x in data_prep.load_split(data_dir, "train")])
     methods = ev.build_methods(e, PROFILE, train_shapes)
     table = []
+    per_image = {}
     for test_set in e["test_sets"]:
         samples = data_prep.load_split(data_dir, test_set)
-        for name, predictor in methods.items():
-            res = ev.evaluate(predictor, samples, desc=f"{name} / {test_set}")
-            assert len(res.per_image) == len(samples) and np.isfinite(res.per_image["nme_inter_ocular"]).all()
-            table.append(ev.table_row(predictor.name, test_set, res.per_image, e["thresholds"]))
+        for name, runs in methods.items():
+            res = per_image[test_set, name] = ev.evaluate_runs(runs, samples, desc=f"{name} / {test_set}").per_image
+            assert len(res) == len(samples) * len(runs) and np.isfinite(res["nme_inter_ocular"]).all()
+            table.append(ev.table_row(name, test_set, res, e["thresholds"], resamples=200))
     table = pd.DataFrame(table)
     assert len(table) == len(e["test_sets"]) * (len(e["predictors"]) + len(e["detectors"]))
     assert set(ev.TABLE_COLUMNS) <= set(table.columns)
+    assert set(table[table.method == "ours (two-stage synthetic)"].seeds) == {len(ft["seeds"])}
     assert ev.markdown_table(table)
+    comparisons = {b: e["paired"]["methods"] for b in e["paired"]["baselines"]}
+    paired = ev.paired_table(per_image, comparisons, resamples=200)
+    assert len(paired) == len(e["test_sets"]) * (2 * len(e["paired"]["methods"]) - 1)

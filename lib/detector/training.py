@@ -14,6 +14,7 @@ from diffusers.training_utils import EMAModel
 from ..core import crop as cr
 from ..core import metrics
 from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
+from ..data import data_prep
 from ..data import datasets as ds
 from . import heatmaps as hm
 from . import losses
@@ -105,7 +106,7 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
     run = TrainingRun(out, {"model": asdict(mcfg), "train": asdict(cfg), "init": str(init), "n": len(train_faces)},
-                      cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at, progress)
+                      cfg.steps, cfg.checkpoint_every, f"train {_label(out)}", stop_at, progress)
     run.resume({"model": model}, opt, sched, ema, state={"best": {"nme": float("inf"), "step": -1}})
     val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
     model.train()
@@ -128,6 +129,27 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
                 save_detector(out, averaged, cfg.margin, {"selected_step": step + 1, "val_nme": row["val_nme"]})
         run.log(**row)
     return run.finish()
+
+
+def _label(out: Path) -> str:
+    """detector_x, or detector_x/seed1 for one seed of a repeated fine-tune."""
+    return f"{out.parent.name}/{out.name}" if out.name.startswith("seed") else out.name
+
+
+def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: HourglassConfig, train_cfg: dict,
+             out: str | Path, init: str | Path, seeds: list[int], holdout: float,
+             errors: list | None = None, progress: bool = True) -> dict[int, TrainResult]:
+    """Fine-tune the detector folder `init` on `samples` once per seed, into
+    ``out/seed<k>/``. The seed sets the data order and augmentation (``TrainConfig.seed``)
+    and which part of `samples` is held out for validation beside `val_samples`
+    (``data_prep.holdout``), so the spread over seeds covers all three."""
+    out, results = Path(out), {}
+    for seed in seeds:
+        kept, held = data_prep.holdout(samples, holdout, seed)
+        cfg = TrainConfig.from_dict({**train_cfg, "seed": seed})
+        results[seed] = train(FaceSet(kept, errors), FaceSet(val_samples + held, errors), mcfg, cfg,
+                              out / f"seed{seed}", init=init, progress=progress)
+    return results
 
 
 def _averaged(ema: EMAModel, model: StackedHourglass, averaged: StackedHourglass) -> None:

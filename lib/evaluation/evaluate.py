@@ -44,8 +44,12 @@ from ..core import metrics
 from ..core.naming import slug
 from ..core.predictor import Predictor
 from . import predictors as pr
+from . import statistics as st
 
-TABLE_COLUMNS = ["method", "test_set", "n", "nme", "fr_10", "auc_10", "box"]
+TABLE_COLUMNS = ["method", "test_set", "n", "nme", "fr_10", "auc_10", "box", "nme_ci_low", "nme_ci_high", "seeds",
+                 "nme_seed_sd"]
+PAIRED_COLUMNS = ["method", "baseline", "test_set", "n", "nme", "baseline_nme", "delta", "ci_low", "ci_high", "p_value",
+                  "seeds"]
 
 
 @dataclass
@@ -83,15 +87,36 @@ def evaluate(predictor: Predictor, samples: list[ds.Sample], desc: str = "evalua
     return Evaluation(pd.DataFrame(rows), np.array(preds).reshape(-1, 68, 2))
 
 
-def build_methods(cfg: dict, profile: str, train_shapes: np.ndarray) -> dict[str, Predictor]:
-    """The predictors of an ``evaluate`` params section: peers by name
-    (``predictors``) and trained detector folders (``detectors``: name, path
-    with ``{profile}``, box protocol)."""
+def seed_runs(folder: str | Path) -> dict[int, Path]:
+    """The runs of a detector folder: ``{seed: folder}`` for a fine-tune trained with several
+    seeds (subfolders ``seed<k>/``), else ``{0: folder}``."""
+    folder = Path(folder)
+    runs = {int(p.name[4:]): p for p in folder.glob("seed*") if p.is_dir() and p.name[4:].isdigit()}
+    return dict(sorted(runs.items())) or {0: folder}
+
+
+def build_methods(cfg: dict, profile: str, train_shapes: np.ndarray) -> dict[str, dict[int, Predictor]]:
+    """The predictors of an ``evaluate`` params section, each as ``{seed: predictor}``:
+    peers by name (``predictors``, one run each) and trained detector folders
+    (``detectors``: name, path with ``{profile}``, box protocol; one predictor per
+    ``seed<k>/`` run where the folder holds several)."""
     from ..detector.model import Detector
-    methods = {name: pr.build(name, train_shapes) for name in cfg["predictors"]}
+    methods = {name: {0: pr.build(name, train_shapes)} for name in cfg["predictors"]}
     for d in cfg.get("detectors", []):
-        methods[d["name"]] = Detector(d["path"].format(profile=profile), d.get("box", "landmarks"), d["name"])
+        runs = seed_runs(d["path"].format(profile=profile))
+        methods[d["name"]] = {k: Detector(f, d.get("box", "landmarks"), d["name"]) for k, f in runs.items()}
     return methods
+
+
+def evaluate_runs(runs: dict[int, Predictor], samples: list[ds.Sample], desc: str = "evaluate",
+                  errors: list | None = None) -> Evaluation:
+    """``evaluate`` for each seed of a method; per-face rows of all seeds, with a ``seed``
+    column, and the predictions of the first seed."""
+    results = {k: evaluate(p, samples, f"{desc} (seed {k})" if len(runs) > 1 else desc, errors)
+               for k, p in runs.items()}
+    first = next(iter(results.values()))
+    per_image = pd.concat([r.per_image.assign(seed=k) for k, r in results.items()], ignore_index=True)
+    return Evaluation(per_image, first.predictions)
 
 
 def train_style_classifier(folder: str | Path, holdout: float = 0.2):
@@ -133,27 +158,111 @@ def box_protocol(per_image: pd.DataFrame) -> str:
     return ", ".join(f"{k} ({v})" for k, v in counts.items())
 
 
-def table_row(method: str, test_set: str, per_image: pd.DataFrame, thresholds=(0.10, 0.08)) -> dict:
-    s = metrics.summarise(per_image["nme_inter_ocular"].to_numpy(), thresholds)
-    other = {f"nme_{k}": float(per_image[f"nme_{k}"].mean() * 100) for k in ("inter_pupil", "box_diagonal")}
-    return {"method": method, "test_set": test_set, **s, **other, "box": box_protocol(per_image)}
+def table_row(method: str, test_set: str, per_image: pd.DataFrame, thresholds=(0.10, 0.08),
+              resamples: int = st.RESAMPLES, seed: int = st.SEED) -> dict:
+    """One row of the results table. With several seeds (a ``seed`` column) every metric
+    is the mean over seeds, ``nme_seed_sd`` their spread, and the NME interval a
+    bootstrap over faces of the per-face NME averaged over seeds."""
+    groups = [g for _, g in per_image.groupby("seed")] if "seed" in per_image else [per_image]
+    rows = []
+    for g in groups:
+        s = metrics.summarise(g["nme_inter_ocular"].to_numpy(), thresholds)
+        rows.append({**s, **{f"nme_{k}": float(g[f"nme_{k}"].mean() * 100) for k in ("inter_pupil", "box_diagonal")}})
+    mean = pd.DataFrame(rows).mean().to_dict()
+    low, high = st.bootstrap_ci(st.seed_average(per_image).to_numpy() * 100, resamples, seed)
+    return {"method": method, "test_set": test_set, **mean, "n": int(rows[0]["n"]), "box": box_protocol(per_image),
+            "nme_ci_low": low, "nme_ci_high": high, "seeds": len(groups),
+            "nme_seed_sd": st.seed_spread(per_image) * 100}
+
+
+def paired_table(per_image: dict[tuple[str, str], pd.DataFrame], comparisons: dict[str, list[str]],
+                 resamples: int = st.RESAMPLES, seed: int = st.SEED) -> pd.DataFrame:
+    """Paired comparisons on the same faces: for each test set and each ``method`` in
+    ``comparisons[baseline]``, ``statistics.paired`` of the seed-averaged per-face NME (%)
+    of the method against that of the baseline. ``per_image`` maps (test set, method)
+    to the per-face rows of ``evaluate_runs``."""
+    rows = []
+    for test_set in dict.fromkeys(t for t, _ in per_image):
+        for baseline, methods in comparisons.items():
+            if (test_set, baseline) not in per_image:
+                raise KeyError(f"paired comparisons: no results for the baseline {baseline!r} on {test_set}")
+            b = st.seed_average(per_image[test_set, baseline]) * 100
+            for method in methods:
+                if method == baseline:
+                    continue
+                if (test_set, method) not in per_image:
+                    raise KeyError(f"paired comparisons: no results for {method!r} on {test_set}")
+                frame = per_image[test_set, method]
+                m = st.seed_average(frame) * 100
+                if set(m.index) != set(b.index):
+                    raise ValueError(f"paired comparisons on {test_set}: {method!r} and {baseline!r} scored different faces")
+                r = st.paired(m.to_numpy(), b.reindex(m.index).to_numpy(), resamples, seed)
+                seeds = frame["seed"].nunique() if "seed" in frame else 1
+                rows.append({"method": method, "baseline": baseline, "test_set": test_set, **r, "seeds": seeds})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def resolution(per_image: dict[tuple[str, str], pd.DataFrame], comparisons: dict[str, list[str]]) -> pd.DataFrame:
+    """Per test set, the smallest NME difference (percentage points) the paired protocol
+    resolves (80% power, 5% two-sided), from the spread of the observed per-face
+    differences: the median over the comparisons, and their range."""
+    rows = []
+    for test_set in dict.fromkeys(t for t, _ in per_image):
+        mdd = []
+        for baseline, methods in comparisons.items():
+            b = st.seed_average(per_image[test_set, baseline]) * 100
+            for method in (m for m in methods if m != baseline):
+                m = st.seed_average(per_image[test_set, method]) * 100
+                mdd.append(st.min_detectable_difference(m.to_numpy() - b.reindex(m.index).to_numpy()))
+        if mdd:
+            rows.append({"test_set": test_set, "n": len(b), "min_detectable_difference": float(np.median(mdd)),
+                         "smallest": float(min(mdd)), "largest": float(max(mdd))})
+    return pd.DataFrame(rows)
+
+
+def nme_cell(row) -> str:
+    """'11.45 [10.20, 12.81]', with '± sd (3 seeds)' where several seeds were trained."""
+    cell = f"{row.nme:.2f}"
+    if "nme_ci_low" in row and pd.notna(row.nme_ci_low):
+        cell += f" [{row.nme_ci_low:.2f}, {row.nme_ci_high:.2f}]"
+    if "seeds" in row and row.seeds > 1:
+        cell += f" ± {row.nme_seed_sd:.2f} ({int(row.seeds)} seeds)"
+    return cell
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """Wide table for people: one row per method, NME / FR@10% / AUC@10% per test set."""
+    """Wide table for people: one row per method, NME with its 95% interval (and the
+    seed-to-seed sd where several seeds were trained) / FR@10% / AUC@10% per test set."""
     sets = list(dict.fromkeys(table["test_set"]))
-    head = "| method | " + " | ".join(f"{t} NME | {t} FR@10% | {t} AUC@10%" for t in sets) + " | box |"
+    head = "| method | " + " | ".join(f"{t} NME [95% CI] | {t} FR@10% | {t} AUC@10%" for t in sets) + " | box |"
     lines = [head, "|" + "---|" * (1 + 3 * len(sets) + 1)]
     for method, g in table.groupby("method", sort=False):
         cells = []
         for t in sets:
             r = g[g["test_set"] == t]
             cells += (["-"] * 3 if r.empty else
-                      [f"{r.nme.iloc[0]:.2f}", f"{r.fr_10.iloc[0]:.2f}", f"{r.auc_10.iloc[0]:.4f}"])
+                      [nme_cell(r.iloc[0]), f"{r.fr_10.iloc[0]:.2f}", f"{r.auc_10.iloc[0]:.4f}"])
         boxes = (g["box"].iloc[0] if g["box"].nunique() == 1
                  else "; ".join(f"{t}: {b}" for t, b in zip(g["test_set"], g["box"])))
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {boxes} |")
     return "\n".join(lines) + "\n"
+
+
+def paired_markdown(paired: pd.DataFrame, resolved: pd.DataFrame | None = None) -> str:
+    """The paired comparisons for people: delta with its interval, p-value, and whether
+    the interval excludes zero."""
+    lines = ["| method | baseline | test set | n | NME | baseline NME | delta [95% CI] | Wilcoxon p | resolved |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in paired.itertuples():
+        verdict = ("better" if r.ci_high < 0 else "worse") if (r.ci_high < 0 or r.ci_low > 0) else "no"
+        lines.append(f"| {r.method} | {r.baseline} | {r.test_set} | {r.n} | {r.nme:.2f} | {r.baseline_nme:.2f} | "
+                     f"{r.delta:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] | {r.p_value:.3g} | {verdict} |")
+    text = "\n".join(lines) + "\n"
+    if resolved is not None and len(resolved):
+        text += "\nSmallest difference the protocol resolves (80% power, 5% two-sided, from the observed spread):\n"
+        text += "".join(f"- {r.test_set} ({r.n} faces): {r.min_detectable_difference:.2f} NME points "
+                        f"(range over comparisons {r.smallest:.2f}-{r.largest:.2f})\n" for r in resolved.itertuples())
+    return text
 
 
 # ------------------------------------------------------------------ command line

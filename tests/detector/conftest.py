@@ -10,13 +10,18 @@ MCFG = HourglassConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_si
 
 
 @pytest.fixture(scope="session")
-def faces(tmp_path_factory):
+def samples(tmp_path_factory):
     d = tmp_path_factory.mktemp("faces")
-    samples = []
+    out = []
     for i in range(10):
         f = render_face(200 + i, "photo", 64)
         ds.save_image(d / f"{i}.jpg", f.image)
-        samples.append(ds.Sample(d / f"{i}.jpg", f.landmarks))
+        out.append(ds.Sample(d / f"{i}.jpg", f.landmarks))
+    return out
+
+
+@pytest.fixture(scope="session")
+def faces(samples):
     return tr.FaceSet(samples[:8]), tr.FaceSet(samples[8:])
 
 

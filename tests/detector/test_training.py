@@ -66,3 +66,18 @@ def test_detector_folder_round_trip(faces, tmp_path):
     model, config = det.load_detector(tmp_path / "d")
     assert config["margin"] == 0.25 and model.cfg == MCFG
     assert np.isfinite(det.predict_crops(model, np.zeros((1, 32, 32, 3), np.uint8))).all()
+
+
+def test_finetune_trains_one_run_per_seed_with_its_own_order_and_held_out_part(samples, tmp_path):
+    base = {"steps": 4, "batch_size": 4, "lr": 1e-3, "warmup": 1, "checkpoint_every": 2, "val_every": 2, "threads": 1}
+    tr.train(tr.FaceSet(samples[:8]), tr.FaceSet(samples[8:]), MCFG, tr.TrainConfig.from_dict(base), tmp_path / "real",
+             progress=False)
+    runs = tr.finetune(samples[:8], samples[8:], MCFG, base, tmp_path / "ft", tmp_path / "real", [0, 1, 2], 0.3,
+                       progress=False)
+    assert list(runs) == [0, 1, 2] and all(r.finished and r.steps_run == 4 for r in runs.values())
+    weights = [load_file(str(tmp_path / "ft" / f"seed{k}" / "model.safetensors")) for k in runs]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # another order, another model
+    # a rerun resumes every seed's finished run instead of training again
+    again = tr.finetune(samples[:8], samples[8:], MCFG, base, tmp_path / "ft", tmp_path / "real", [0, 1, 2], 0.3,
+                        progress=False)
+    assert all(r.steps_run == 0 for r in again.values())

@@ -75,6 +75,8 @@ def test_markdown_table_is_wide():
     ])
     md = ev.markdown_table(t)
     assert md.splitlines()[2] == "| m | 1.00 | 0.00 | 0.9000 | 2.00 | 0.00 | 0.8000 | landmarks |"
+    t["nme_ci_low"], t["nme_ci_high"], t["seeds"], t["nme_seed_sd"] = [0.5, 1.5], [1.5, 2.5], [3, 3], [0.1, 0.2]
+    assert ev.markdown_table(t).splitlines()[2].startswith("| m | 1.00 [0.50, 1.50] ± 0.10 (3 seeds) | 0.00 |")
 
 
 @pytest.mark.real_data
