@@ -2,8 +2,8 @@
 
     ./study run python -m benchmarks.bench_diffusion --profile cpu [--threads 2]
 
-1. One training step (UNet + ControlNet, forward, backward, AdamW) in the
-   profile's latent space next to the same UNet in pixel space at the same
+1. One training step (UNet with the profile's conditioning: + ControlNet, or
+   the part channels concatenated; forward, backward, AdamW) in the profile's latent space next to the same UNet in pixel space at the same
    image size (the choice the small profiles make: latent, with a small
    autoencoder trained once).
 2. Synthesis throughput (images/s) of the profile's two-stage generator with
@@ -27,8 +27,8 @@ from lib import pipeline
 from lib.data.procedural import render_face
 
 
-def step_seconds(unet, controlnet, x, cond, text, repeats: int) -> float:
-    net = dm.LandmarkDiffusion(unet, controlnet)
+def step_seconds(unet, controlnet, x, cond, text, repeats: int, factor: int) -> float:
+    net = dm.LandmarkDiffusion(unet, controlnet, factor)
     opt = torch.optim.AdamW(net.parameters(), 1e-4)
     t = torch.randint(0, 1000, (len(x),))
     times = []
@@ -64,16 +64,17 @@ def main(argv=None) -> int:
         c = dm.build_components(model, ae_dir)
         b = d["stage1"]["batch_size"]
         text = dm.encode_prompts(c.tokenizer, c.text_encoder, [""] * b).clone()
-        cond = torch.rand(b, 3, res, res)
+        concat = c.controlnet is None
+        cond = torch.rand(b, len(dm.PARTS) if concat else 3, res, res)
         f = dm.vae_scale_factor(c.vae)
-        latent = step_seconds(c.unet, c.controlnet, torch.randn(b, 4, res // f, res // f), cond, text, a.repeats)
+        latent = step_seconds(c.unet, c.controlnet, torch.randn(b, 4, res // f, res // f), cond, text, a.repeats, f)
         # the same UNet in pixel space: RGB in and out at full resolution, condition not downsampled
         cfg = {k: v for k, v in c.unet.config.items() if not k.startswith("_")}
-        cfg.update(sample_size=res, in_channels=3, out_channels=3)
+        cfg.update(sample_size=res, in_channels=3 + (len(dm.PARTS) if concat else 0), out_channels=3)
         unet_px = UNet2DConditionModel(**cfg)
-        cn_px = ControlNetModel.from_unet(unet_px, conditioning_embedding_out_channels=(16,))
-        pixel = step_seconds(unet_px, cn_px, torch.randn(b, 3, res, res), cond, text, a.repeats)
-        print(f"training step, batch {b}, {res} px, {a.threads} threads:")
+        cn_px = None if concat else ControlNetModel.from_unet(unet_px, conditioning_embedding_out_channels=(16,))
+        pixel = step_seconds(unet_px, cn_px, torch.randn(b, 3, res, res), cond, text, a.repeats, 1)
+        print(f"training step, batch {b}, {res} px, {a.threads} threads, conditioning {c.conditioning}:")
         print(f"  latent ({res // f}x{res // f}x4, autoencoder /{f}): {latent:.3f} s/step")
         print(f"  pixel  ({res}x{res}x3):                 {pixel:.3f} s/step  ({pixel / latent:.1f}x the latent step)")
 

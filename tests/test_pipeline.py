@@ -174,8 +174,14 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert {"ours (two-stage synthetic)", "one-step synthetic (ablation)", "stage-1-only synthetic (ablation)",
             "geometry-aware style transfer (Face of Art)", "few-shot real only"} <= set(table["method"])
     align = pd.read_csv(work / "results" / "smoke" / "alignment.csv")
-    assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy"]
+    assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy", "n_unedited",
+                                   "alignment_nme_unedited", "alignment_nme_edited_matched"]
     assert set(align["generator"]) == {"two_stage", "one_step", "stage1_only"}
+    # the unedited controls: the first item of each of the 5 styles, drawn again without edits
+    everything = align[align["style"] == "all"]
+    assert (everything["n_unedited"] == 5).all() and everything["alignment_nme_unedited"].notna().all()
+    assert (work / "models" / "smoke" / "stage2" / "model_index.json").exists()
+    assert '"LandmarkPipeline"' in (work / "models" / "smoke" / "stage2" / "model_index.json").read_text()
     # the synthetic sets are in the 300-W layout with a manifest
     synth = work / "generated" / "smoke" / "synthetic" / "two_stage"
     assert (synth / "manifest.csv").exists() and len(list(synth.rglob("*.pts"))) == len(list(synth.rglob("*.jpg"))) == 10

@@ -131,22 +131,42 @@ def train_style_classifier(folder: str | Path, holdout: float = 0.2):
     return clf, acc
 
 
-def alignment(detector: Predictor, classifier, sets: dict[str, Path]) -> pd.DataFrame:
+def alignment(detector: Predictor, classifier, sets: dict[str, Path], controls: dict[str, Path] | None = None) -> pd.DataFrame:
     """Per generator and style: NME between the landmarks a face was drawn from and what
     `detector` finds on it (landmark alignment), and how often `classifier` recognises the
-    requested style (prompt adherence; empty for styles it was not trained on)."""
+    requested style (prompt adherence; empty for styles it was not trained on).
+
+    `controls`: per generator, a set drawn from the same plan without the landmark edits;
+    its faces give ``alignment_nme_unedited`` (and the edited faces of the same items
+    ``alignment_nme_edited_matched``), so the edits' cost in alignment is read on the same
+    source faces, prompts and seeds."""
     rows = []
     for gen, folder in sets.items():
         samples = ds.read_dataset(folder, "synthetic")
         per = evaluate(detector, samples, desc=f"alignment {gen}").per_image
         per["style"] = [s.meta["style"] for s in samples]
+        per["item"] = [s.meta["image"] for s in samples]
         per["predicted_style"] = classifier.predict([ds.load_image(s.image_path) for s in samples])
+        control = None
+        if controls and gen in controls:
+            c_samples = ds.read_dataset(controls[gen], "synthetic")
+            control = evaluate(detector, c_samples, desc=f"alignment {gen} (unedited)").per_image
+            control["style"] = [s.meta["style"] for s in c_samples]
+            control["item"] = [s.meta["image"] for s in c_samples]
         for style, g in [(st, per[per["style"] == st]) for st in dict.fromkeys(per["style"])] + [("all", per)]:
             known = g[g["style"].isin(classifier.classes)]
-            rows.append({"generator": gen, "style": style, "n": len(g),
-                         "alignment_nme": float(g["nme_inter_ocular"].mean() * 100),
-                         "style_accuracy": float((known["predicted_style"] == known["style"]).mean() * 100)
-                         if len(known) else float("nan")})
+            row = {"generator": gen, "style": style, "n": len(g),
+                   "alignment_nme": float(g["nme_inter_ocular"].mean() * 100),
+                   "style_accuracy": float((known["predicted_style"] == known["style"]).mean() * 100)
+                   if len(known) else float("nan")}
+            if control is not None:
+                c = control if style == "all" else control[control["style"] == style]
+                matched = g[g["item"].isin(set(c["item"]))]
+                row.update({"n_unedited": len(c), "alignment_nme_unedited": float(c["nme_inter_ocular"].mean() * 100)
+                            if len(c) else float("nan"),
+                            "alignment_nme_edited_matched": float(matched["nme_inter_ocular"].mean() * 100)
+                            if len(matched) else float("nan")})
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -1,8 +1,19 @@
-"""The landmark-guided diffusion model: a text-conditioned latent UNet with a
-ControlNet on the rendered landmark image (``lib/condition.py``), trained by
-noise prediction (MSE, timesteps uniform over a DDPM schedule) and sampled
-with DDIM and classifier-free guidance (the unconditional branch is the empty
-prompt), through diffusers' own ``StableDiffusionControlNetPipeline``.
+"""The landmark-guided diffusion model: a text-conditioned latent UNet that
+follows the rendered landmarks (``lib/generator/condition.py``), trained by
+noise (or velocity) prediction (MSE, optionally min-SNR-gamma weighted,
+timesteps uniform over a DDPM schedule) and sampled with DDIM and
+classifier-free guidance (the unconditional branch is the empty prompt).
+
+How the landmarks reach the UNet is ``model.conditioning``:
+
+- ``controlnet`` (the paper): a ControlNet on the RGB landmark image, sampled by
+  diffusers' own ``StableDiffusionControlNetPipeline``;
+- ``concat``: one channel per facial part, folded to the latent grid without
+  loss (``pixel_unshuffle``) and concatenated to the UNet's input, sampled by
+  ``LandmarkPipeline`` (a diffusers ``DiffusionPipeline``). A ControlNet's
+  zero-initialised branch takes thousands of steps to take hold, which a UNet
+  trained from scratch on a CPU never reaches; the concatenated condition is
+  seen from the first step and costs no second encoder.
 
 Two bases, one code path:
 
@@ -12,13 +23,13 @@ Two bases, one code path:
   autoencoder and CLIP text encoder are frozen; only the ControlNet
   (``ControlNetModel.from_unet``, zero-initialised outputs) trains.
 - otherwise (``smoke``, ``demo``, ``cpu``): no pretrained UNet exists here, so
-  the UNet is built from ``model.unet`` and trains from scratch together with
-  the ControlNet; the latent space is the small autoencoder of
+  the UNet is built from ``model.unet`` and trains from scratch (with the
+  ControlNet, or taking the condition at its input); the latent space is the small autoencoder of
   ``lib/autoencoder.py``; prompts go through a real pretrained sentence
   encoder shipped in a package (all-MiniLM-L6-v2, frozen, 384-d token states).
 
 A generator is a folder: the full pipeline in diffusers' ``save_pretrained``
-layout (or only ``controlnet/`` when the base is a local Stable Diffusion,
+layout (``load_generator`` reads it back with diffusers) (or only ``controlnet/`` when the base is a local Stable Diffusion,
 named in ``generator.json``), ``history.csv``, ``samples/`` (a grid at fixed
 seeds and landmarks every few checkpoints) and ``checkpoints/last.safetensors``
 (trainable weights and optimiser state: training resumes from it exactly).
@@ -35,17 +46,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler,
-                       StableDiffusionControlNetPipeline, UNet2DConditionModel)
+from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler, DiffusionPipeline,
+                       ImagePipelineOutput, StableDiffusionControlNetPipeline, UNet2DConditionModel)
+from diffusers.training_utils import EMAModel, compute_snr
+from diffusers.utils.torch_utils import randn_tensor
 
 from ..core.progress import track
 from ..core import crop as cr
 from ..data import datasets as ds
 from ..core import landmarks as lm
 from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
-from .condition import render_batch
+from .condition import PARTS, render_batch, render_parts_batch
 
 CONDITIONING_CHANNELS = (16, 32, 96, 256)  # ControlNet's landmark-image encoder; its length sets the downsampling
+CONDITIONINGS = ("controlnet", "concat")
 
 
 @dataclass
@@ -65,6 +79,8 @@ class TrainConfig:
     sample_every: int = 1000
     sample_steps: int = 20
     guidance: float = 3.0
+    snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023); None: plain MSE
+    ema_decay: float | None = None  # EMA of the trained weights (diffusers' EMAModel, with warm-up); the EMA is saved
     seed: int = 0
     threads: int = 0
 
@@ -119,11 +135,15 @@ class PairSet:
 class Components:
     vae: AutoencoderKL
     unet: UNet2DConditionModel
-    controlnet: ControlNetModel
+    controlnet: ControlNetModel | None  # None: the condition is concatenated to the UNet's input
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler: DDPMScheduler
     base: str | None = None  # a local Stable Diffusion folder the generator builds on, or None if self-contained
+
+    @property
+    def conditioning(self) -> str:
+        return "controlnet" if self.controlnet is not None else "concat"
 
 
 def minilm_dir() -> Path:
@@ -142,10 +162,11 @@ def load_text_encoder(path: str | Path, max_tokens: int):
     return tokenizer, AutoModel.from_pretrained(str(path), local_files_only=True).eval()
 
 
-def noise_scheduler() -> DDPMScheduler:
-    """Stable Diffusion's training schedule (scaled linear betas, 1000 steps)."""
+def noise_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """Stable Diffusion's training schedule (scaled linear betas, 1000 steps); the network
+    predicts the noise (``epsilon``) or the velocity (``v_prediction``)."""
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                         clip_sample=False, steps_offset=1)
+                         clip_sample=False, steps_offset=1, prediction_type=prediction_type)
 
 
 def ddim(config) -> DDIMScheduler:
@@ -174,8 +195,15 @@ def vae_scale_factor(vae: AutoencoderKL) -> int:
 
 
 def build_components(model: dict, autoencoder_dir: str | Path | None = None) -> Components:
-    """A fresh generator: the base (pretrained or built from `model`) with a new ControlNet."""
+    """A fresh generator: the base (pretrained or built from `model`) with a new ControlNet,
+    or, with ``model.conditioning: concat``, a UNet that takes the part channels at its input."""
+    conditioning = model.get("conditioning", "controlnet")
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"diffusion.model.conditioning: {conditioning!r}; known: {', '.join(CONDITIONINGS)}")
     if model.get("pretrained"):
+        if conditioning != "controlnet":
+            raise ValueError("diffusion.model.conditioning: a pretrained (frozen) Stable Diffusion takes the landmarks "
+                             "through a ControlNet; 'concat' needs a UNet trained from scratch")
         sd = _load_stable_diffusion(model["pretrained"], model.get("pretrained_config"))
         vae, unet, text_encoder, tokenizer = sd.vae, sd.unet, sd.text_encoder, sd.tokenizer
         base = str(Path(model["pretrained"]).resolve())
@@ -187,20 +215,72 @@ def build_components(model: dict, autoencoder_dir: str | Path | None = None) -> 
         u = dict(model["unet"])
         n = len(u["block_out_channels"])
         attn = u.pop("attention_levels", [n - 1])  # cross-attention only where the grid is small: cheap on a CPU
+        extra = len(PARTS) * f * f if conditioning == "concat" else 0  # the part channels, folded to the latent grid
         unet = UNet2DConditionModel(
-            sample_size=model["resolution"] // f, in_channels=vae.config.latent_channels,
+            sample_size=model["resolution"] // f, in_channels=vae.config.latent_channels + extra,
             out_channels=vae.config.latent_channels, cross_attention_dim=text_encoder.config.hidden_size,
             down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
             up_block_types=tuple("CrossAttnUpBlock2D" if n - 1 - i in attn else "UpBlock2D" for i in range(n)),
             **u)
         base = None
     f = vae_scale_factor(vae)
-    cond_channels = CONDITIONING_CHANNELS[:int(round(math.log2(f))) + 1]
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
-    return Components(vae, unet, controlnet, text_encoder, tokenizer, noise_scheduler(), base)
+    controlnet = None
+    if conditioning == "controlnet":
+        cond_channels = CONDITIONING_CHANNELS[:int(round(math.log2(f))) + 1]
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
+    return Components(vae, unet, controlnet, text_encoder, tokenizer,
+                      noise_scheduler(model.get("prediction_type", "epsilon")), base)
 
 
-def make_pipeline(c: Components) -> StableDiffusionControlNetPipeline:
+def concat_input(latents: torch.Tensor, parts: torch.Tensor, factor: int) -> torch.Tensor:
+    """The concat UNet's input: latents and the part channels folded to the latent grid (lossless)."""
+    return torch.cat([latents, F.pixel_unshuffle(parts.to(latents), factor)], dim=1)
+
+
+class LandmarkPipeline(DiffusionPipeline):
+    """DDIM with classifier-free guidance for a UNet that takes the landmark parts at its
+    input (``conditioning: concat``). Called like diffusers' ControlNet pipeline, with
+    `image` the (N, len(PARTS), H, W) part channels in [0, 1] (``condition_tensor``)."""
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel,
+                 scheduler: DDIMScheduler):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(self, prompt: list[str], image: torch.Tensor, height: int, width: int, num_inference_steps: int = 20,
+                 guidance_scale: float = 3.0, generator=None, output_type: str = "np") -> ImagePipelineOutput:
+        n, f, device = len(prompt), vae_scale_factor(self.vae), self._execution_device
+        guided = guidance_scale > 1
+        text = encode_prompts(self.tokenizer, self.text_encoder, list(prompt))
+        if guided:
+            text = torch.cat([encode_prompts(self.tokenizer, self.text_encoder, [""] * n), text])
+        shape = (n, self.vae.config.latent_channels, height // f, width // f)
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = latents * self.scheduler.init_noise_sigma
+        parts = image.to(device, self.unet.dtype)
+        parts = torch.cat([parts, parts]) if guided else parts
+        for t in self.progress_bar(self.scheduler.timesteps):
+            x = torch.cat([latents, latents]) if guided else latents
+            x = self.scheduler.scale_model_input(x, t)
+            pred = self.unet(concat_input(x, parts, f), t, encoder_hidden_states=text).sample
+            if guided:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(pred, t, latents).prev_sample
+        images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        images = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
+        return ImagePipelineOutput(images=images.numpy() if output_type == "np" else images)
+
+
+def make_pipeline(c: Components) -> DiffusionPipeline:
+    if c.controlnet is None:
+        pipe = LandmarkPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet,
+                                scheduler=ddim(c.scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
     pipe = StableDiffusionControlNetPipeline(
         vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, controlnet=c.controlnet,
         scheduler=ddim(c.scheduler.config), safety_checker=None, feature_extractor=None,
@@ -220,8 +300,9 @@ def save_generator(folder: str | Path, c: Components, info: dict | None = None) 
     (folder / "generator.json").write_text(json.dumps({"base": c.base, **(info or {})}, indent=2))
 
 
-def load_generator(folder: str | Path) -> StableDiffusionControlNetPipeline:
-    """A generator folder as diffusers' ControlNet pipeline with a DDIM scheduler."""
+def load_generator(folder: str | Path) -> DiffusionPipeline:
+    """A generator folder as its diffusers pipeline (the ControlNet pipeline, or
+    ``LandmarkPipeline`` for a concat generator) with a DDIM scheduler."""
     folder = Path(folder)
     if not (folder / "generator.json").exists():
         raise FileNotFoundError(f"{folder}/generator.json: missing; train the generator first (notebooks 02, 03)")
@@ -231,14 +312,16 @@ def load_generator(folder: str | Path) -> StableDiffusionControlNetPipeline:
         pipe = StableDiffusionControlNetPipeline.from_pretrained(
             info["base"], controlnet=controlnet, local_files_only=True, safety_checker=None, requires_safety_checker=False)
     else:
-        pipe = StableDiffusionControlNetPipeline.from_pretrained(str(folder), local_files_only=True)
+        index = json.loads((folder / "model_index.json").read_text())
+        cls = LandmarkPipeline if index["_class_name"] == LandmarkPipeline.__name__ else StableDiffusionControlNetPipeline
+        pipe = cls.from_pretrained(str(folder), local_files_only=True)
     pipe.scheduler = ddim(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def components_of(pipe: StableDiffusionControlNetPipeline, base: str | None) -> Components:
-    return Components(pipe.vae, pipe.unet, pipe.controlnet, pipe.text_encoder, pipe.tokenizer,
+def components_of(pipe: DiffusionPipeline, base: str | None) -> Components:
+    return Components(pipe.vae, pipe.unet, getattr(pipe, "controlnet", None), pipe.text_encoder, pipe.tokenizer,
                       DDPMScheduler.from_config(pipe.scheduler.config), base)
 
 
@@ -256,22 +339,28 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
 
 # ------------------------------------------------------------------ sampling
 
-def condition_tensor(points: np.ndarray, size: int) -> torch.Tensor:
-    """(N, 68, 2) landmarks -> (N, 3, size, size) condition in [0, 1], as the pipeline expects."""
-    return torch.from_numpy(render_batch(points, size)).permute(0, 3, 1, 2).float() / 255
+def condition_tensor(points: np.ndarray, size: int, conditioning: str = "controlnet") -> torch.Tensor:
+    """(N, 68, 2) landmarks -> the condition in [0, 1] as the pipeline expects: the RGB landmark
+    image (N, 3, size, size) for a ControlNet, the part channels (N, len(PARTS), size, size) for concat."""
+    render = render_batch if conditioning == "controlnet" else render_parts_batch
+    return torch.from_numpy(render(points, size)).permute(0, 3, 1, 2).float() / 255
+
+
+def conditioning_of(pipe: DiffusionPipeline) -> str:
+    return "controlnet" if getattr(pipe, "controlnet", None) is not None else "concat"
 
 
 @torch.inference_mode()
-def generate(pipe: StableDiffusionControlNetPipeline, points: np.ndarray, prompts: list[str], seeds: list[int],
+def generate(pipe: DiffusionPipeline, points: np.ndarray, prompts: list[str], seeds: list[int],
              resolution: int, steps: int = 20, guidance: float = 3.0, batch_size: int = 32,
              progress: bool = False) -> np.ndarray:
     """Faces following `points` (N, 68, 2, pixels of a `resolution` image) and `prompts`;
     image i depends only on (points[i], prompts[i], seeds[i]), not on the batch it falls in."""
-    out = []
+    out, conditioning = [], conditioning_of(pipe)
     for i in track(range(0, len(points), batch_size), desc="generate", enabled=progress):
         sl = slice(i, i + batch_size)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[sl]]
-        images = pipe(prompt=list(prompts[sl]), image=condition_tensor(points[sl], resolution), height=resolution,
+        images = pipe(prompt=list(prompts[sl]), image=condition_tensor(points[sl], resolution, conditioning), height=resolution,
                       width=resolution, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
                       output_type="np").images
         out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
@@ -296,19 +385,21 @@ def sample_grid(images: np.ndarray, conditions: np.ndarray | None = None, per_ro
 # ------------------------------------------------------------------ training
 
 class LandmarkDiffusion(torch.nn.Module):
-    """UNet + ControlNet as one module, so accelerate wraps what trains."""
+    """UNet (+ ControlNet) as one module, so accelerate wraps what trains."""
 
-    def __init__(self, unet: UNet2DConditionModel, controlnet: ControlNetModel):
+    def __init__(self, unet: UNet2DConditionModel, controlnet: ControlNetModel | None, factor: int):
         super().__init__()
-        self.unet, self.controlnet = unet, controlnet
+        self.unet, self.controlnet, self.factor = unet, controlnet, factor
 
     def forward(self, noisy, t, text, cond):
+        if self.controlnet is None:
+            return self.unet(concat_input(noisy, cond, self.factor), t, encoder_hidden_states=text).sample
         down, mid = self.controlnet(noisy, t, encoder_hidden_states=text, controlnet_cond=cond, return_dict=False)
         return self.unet(noisy, t, encoder_hidden_states=text, down_block_additional_residuals=down,
                          mid_block_additional_residual=mid).sample
 
 
-def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int):
+def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int, conditioning: str):
     rng = np.random.default_rng([cfg.seed, step, 7])
     images, points = pairs.images[idx].copy(), pairs.points[idx].copy()
     size = pairs.resolution
@@ -318,7 +409,21 @@ def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int):
             points[j] = lm.flip_landmarks(points[j], size)
     prompts = ["" if rng.random() < cfg.prompt_dropout else pairs.prompts[i] for i in idx]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    return x, condition_tensor(points, size), prompts
+    return x, condition_tensor(points, size, conditioning), prompts
+
+
+def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, scheduler: DDPMScheduler,
+                   snr_gamma: float | None = None) -> torch.Tensor:
+    """MSE, or with `snr_gamma` the min-SNR-gamma weighted MSE: each timestep's loss is scaled by
+    min(SNR, gamma) / SNR (noise prediction) or / (SNR + 1) (velocity), so the easy, low-noise steps
+    stop dominating the gradient."""
+    if not snr_gamma:
+        return F.mse_loss(pred, target)
+    snr = compute_snr(scheduler, t).to(pred)
+    weight = torch.clamp(snr, max=snr_gamma)
+    weight = weight / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else weight / snr
+    per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=tuple(range(1, pred.ndim)))
+    return (per_sample * weight).mean()
 
 
 def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, model_cfg: dict | None = None,
@@ -335,22 +440,29 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation)
+    if c.controlnet is None and not cfg.train_unet:
+        raise ValueError("a concat generator learns the landmarks in its UNet: set train_unet: true")
     for m in (c.vae, c.text_encoder):
         m.requires_grad_(False).eval()
     c.unet.requires_grad_(cfg.train_unet)
-    c.controlnet.requires_grad_(True)
-    net = LandmarkDiffusion(c.unet, c.controlnet)
+    if c.controlnet is not None:
+        c.controlnet.requires_grad_(True)
+    net = LandmarkDiffusion(c.unet, c.controlnet, vae_scale_factor(c.vae))
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
-    trained = {"controlnet": c.controlnet, **({"unet": c.unet} if cfg.train_unet else {})}
+    trained = {**({"controlnet": c.controlnet} if c.controlnet is not None else {}),
+               **({"unet": c.unet} if cfg.train_unet else {})}
     world, rank = acc.num_processes, acc.process_index
     # the process count is not a resume setting: a model launched on N processes (lib/launch.py) is
     # picked up by the notebook's single process; a run resumed on another count keeps its own global batch
     run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs)},
                       cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at,
                       progress, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
-    run.resume(trained, opt, sched)
+    # EMA with warm-up (decay 1 - (1 + step)^(-2/3), capped at ema_decay): the average follows the
+    # weights closely early on and smooths them later; previews and the saved generator use it
+    ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3) if cfg.ema_decay else None
+    run.resume(trained, opt, sched, ema)
     net, opt = acc.prepare(net, opt)
     c.vae.to(acc.device)
     c.text_encoder.to(acc.device)
@@ -371,7 +483,7 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
         for micro in range(cfg.gradient_accumulation):
             k_step = step * cfg.gradient_accumulation + micro  # every micro-batch has its own data and noise
             idx = epoch_batch(k_step, len(pairs), global_batch, cfg.seed)[rank::world]
-            x, cond, prompts = _batch(pairs, idx, cfg, k_step)
+            x, cond, prompts = _batch(pairs, idx, cfg, k_step, c.conditioning)
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + k_step * 101 + rank)
             with torch.no_grad():
                 latents = c.vae.encode(x.to(acc.device, c.vae.dtype)).latent_dist.sample(generator=g) * scale
@@ -383,22 +495,27 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
             with acc.accumulate(net):
                 with acc.autocast():
                     pred = net(noisy, t, text, cond.to(acc.device))
-                loss = F.mse_loss(pred.float(), target.float())
+                loss = diffusion_loss(pred.float(), target.float(), t, c.scheduler, cfg.snr_gamma)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             loss_sum += float(loss.detach())
+        if ema is not None:
+            ema.step(params)
         # the mean loss over all processes, so the history is the global batch's
         loss_mean = float(acc.reduce(torch.tensor(loss_sum / cfg.gradient_accumulation, device=acc.device), "mean"))
         run.log(loss=loss_mean, lr=sched.get_last_lr()[0])
         if preview is not None and acc.is_main_process and (run.step % cfg.sample_every == 0 or run.step == cfg.steps):
             net.eval()
-            _write_preview(c, preview, out / "samples" / f"step_{run.step:07d}.png", pairs.resolution, cfg)
+            with _averaged(ema, params):
+                _write_preview(c, preview, out / "samples" / f"step_{run.step:07d}.png", pairs.resolution, cfg)
             net.train()
     result = run.finish()
     final = out / "samples" / f"step_{run.step:07d}.png"
+    if result.finished and ema is not None:
+        ema.copy_to(params)  # the generator is the average
     if preview is not None and acc.is_main_process and result.finished and not final.exists():
         _write_preview(c, preview, final, pairs.resolution, cfg)  # a run interrupted between checkpoint and grid
     if result.finished and acc.is_main_process:
@@ -406,6 +523,22 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
                                 "init": str(init) if init else None, "pairs": len(pairs), "processes": world})
     acc.wait_for_everyone()
     return result
+
+
+class _averaged:
+    """Within the block, `params` hold the EMA weights (if any); afterwards the trained ones again."""
+
+    def __init__(self, ema: EMAModel | None, params: list):
+        self.ema, self.params = ema, params
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.params)
+            self.ema.copy_to(self.params)
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.params)
 
 
 def _write_preview(c: Components, preview: tuple, path: Path, resolution: int, cfg: TrainConfig) -> None:

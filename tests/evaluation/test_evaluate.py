@@ -208,3 +208,44 @@ def test_unwritable_out_is_refused(caricature_folder, tmp_path, capsys):
     locked.mkdir(mode=0o500)
     assert ev.main(["--images", str(caricature_folder), "--out", str(locked / "o")]) == 2
     assert "not writable" in capsys.readouterr().err
+
+
+class _FixedStyle:
+    classes = ["photo", "cartoon"]
+
+    def predict(self, images):
+        return ["photo"] * len(images)
+
+
+def _synthetic_set(folder, faces, names, styles):
+    from lib.generator import synthesis
+    rows = []
+    for f, name, style in zip(faces, names, styles):
+        ds.save_image(folder / name, f.image)
+        ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks)
+        rows.append({"image": name, "style": style, "prompt": "", "edits": "", "seed": 0, "source": ""})
+    synthesis.write_manifest(folder, rows)
+
+
+def test_alignment_reports_edited_and_matched_unedited_faces(tmp_path):
+    from lib.data.procedural import render_face
+    from lib.evaluation.predictors import MeanShape
+    faces = [render_face(i, "photo", 64) for i in range(6)]
+    names = [f"{st}/{i:06d}.jpg" for i, st in enumerate(["photo", "photo", "photo", "cartoon", "cartoon", "ink"])]
+    styles = [n.split("/")[0] for n in names]
+    _synthetic_set(tmp_path / "edited", faces, names, styles)
+    _synthetic_set(tmp_path / "unedited", [render_face(i + 10, "photo", 64) for i in (0, 3)], [names[0], names[3]],
+                   [styles[0], styles[3]])
+    det = MeanShape.fit(np.array([f.landmarks for f in faces]))
+    table = ev.alignment(det, _FixedStyle(), {"g": tmp_path / "edited"}, {"g": tmp_path / "unedited"})
+    everything = table[table["style"] == "all"].iloc[0]
+    per = ev.evaluate(det, ds.read_dataset(tmp_path / "edited", "synthetic")).per_image
+    per_c = ev.evaluate(det, ds.read_dataset(tmp_path / "unedited", "synthetic")).per_image
+    assert everything["n"] == 6 and everything["n_unedited"] == 2
+    assert np.isclose(everything["alignment_nme"], per["nme_inter_ocular"].mean() * 100)
+    assert np.isclose(everything["alignment_nme_unedited"], per_c["nme_inter_ocular"].mean() * 100)
+    matched = per[per["image"].str.contains("000000|000003")]["nme_inter_ocular"].mean() * 100
+    assert np.isclose(everything["alignment_nme_edited_matched"], matched)
+    # style accuracy only over styles the classifier knows: 3 of 5 known faces are "photo"
+    assert np.isclose(everything["style_accuracy"], 60.0)
+    assert table.set_index("style").loc["ink", "n_unedited"] == 0

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lib.core import landmarks as lm
-from lib.generator.condition import PART_COLOURS, render_batch, render_landmarks
+from lib.generator.condition import PART_COLOURS, PARTS, render_batch, render_landmarks, render_parts, render_parts_batch
 
 
 def test_each_part_is_drawn_in_its_colour_where_the_landmarks_are(shape):
@@ -39,3 +39,22 @@ def test_bad_landmarks_raise():
 
 def test_batch(shape):
     assert render_batch(np.stack([shape, shape]), 32).shape == (2, 32, 32, 3)
+
+
+def test_parts_are_one_channel_each_where_their_landmarks_are(shape):
+    img = render_parts(shape, 128)
+    assert img.shape == (128, 128, len(PARTS)) and img.dtype == np.uint8
+    rgb = render_landmarks(shape, 128)
+    assert ((img.max(2) > 0) == (rgb.max(2) > 0)).mean() > 0.99  # the same strokes, split by part
+    for k, part in enumerate(PARTS):
+        x, y = np.round(shape[lm.GROUPS[part][0]]).astype(int)
+        assert img[max(0, y - 1):y + 2, max(0, x - 1):x + 2, k].max() > 100, part
+        others = np.delete(img, k, axis=2).max(2)
+        assert (img[..., k] > 0).sum() > (others[img[..., k] > 0] > 0).sum()  # mostly its own pixels
+
+
+def test_parts_batch_and_bad_input(shape):
+    assert render_parts_batch(np.stack([shape, shape]), 32).shape == (2, 32, 32, len(PARTS))
+    assert render_parts_batch(np.zeros((0, 68, 2)), 32).shape == (0, 32, 32, len(PARTS))
+    with pytest.raises(ValueError, match="68, 2"):
+        render_parts(np.zeros((3, 2)), 32)

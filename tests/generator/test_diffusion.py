@@ -99,6 +99,92 @@ def test_pairset_reads_prompts_from_a_synthetic_manifest(tmp_path):
     assert np.allclose(p.points, expected) and np.allclose(p.points * 2, f.landmarks, atol=1.0)
 
 
+# ------------------------------------------------------------------ concat conditioning (the small profiles' choice)
+
+CONCAT = {**MODEL, "conditioning": "concat", "unet": {**MODEL["unet"], "addition_embed_type": "text"}}
+
+
+def test_concat_unet_takes_the_part_channels_folded_to_the_latent_grid(autoencoder_dir):
+    c = dm.build_components(CONCAT, autoencoder_dir)
+    assert c.controlnet is None and c.conditioning == "concat"
+    f = dm.vae_scale_factor(c.vae)
+    assert c.unet.config.in_channels == c.vae.config.latent_channels + len(dm.PARTS) * f * f
+    cond = dm.condition_tensor(np.zeros((2, 68, 2)) + RES / 2, RES, "concat")
+    assert cond.shape == (2, len(dm.PARTS), RES, RES)
+    x = dm.concat_input(torch.zeros(2, 4, RES // f, RES // f), cond, f)
+    # lossless: unfolding the extra channels gives back the part images
+    assert torch.equal(torch.nn.functional.pixel_shuffle(x[:, 4:], f), cond)
+
+
+def test_concat_generator_trains_saves_and_loads_with_diffusers(tmp_path, autoencoder_dir, pairs):
+    c = dm.build_components(CONCAT, autoencoder_dir)
+    before = {k: v.clone() for k, v in c.unet.state_dict().items()}
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "snr_gamma": 5.0, "ema_decay": 0.99})
+    h = dm.train(pairs, c, cfg, tmp_path / "g", CONCAT, progress=False)
+    assert np.isfinite(h.history["loss"]).all()
+    assert any(not torch.equal(before[k], v) for k, v in c.unet.state_dict().items())
+    index = json.loads((tmp_path / "g" / "model_index.json").read_text())
+    assert index["_class_name"] == "LandmarkPipeline" and "controlnet" not in index
+    pipe = dm.LandmarkPipeline.from_pretrained(str(tmp_path / "g"), local_files_only=True)  # diffusers' loader
+    assert pipe.unet.config.addition_embed_type == "text"
+    pipe = dm.load_generator(tmp_path / "g")
+    a = dm.generate(pipe, pairs.points[:3], pairs.prompts[:3], [5, 6, 7], RES, steps=2)
+    b = dm.generate(pipe, pairs.points[1:3], pairs.prompts[1:3], [6, 7], RES, steps=2, batch_size=1)
+    assert a.shape == (3, RES, RES, 3) and np.abs(a[1:].astype(int) - b).max() <= 2
+    # the condition reaches the output: other landmarks, same seed and prompt, another face
+    moved = dm.generate(pipe, pairs.points[:1] * 0.6 + 4, pairs.prompts[:1], [5], RES, steps=2)
+    assert np.abs(a[0].astype(int) - moved[0]).max() > 0
+    assert dm.load_components(tmp_path / "g").conditioning == "concat"
+
+
+def test_ema_generator_is_the_average_and_resumes_exactly(tmp_path, autoencoder_dir, pairs):
+    from diffusers import UNet2DConditionModel
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "ema_decay": 0.9, "sample_every": 100})
+    torch.manual_seed(0)
+    full = dm.build_components(CONCAT, autoencoder_dir)
+    dm.train(pairs, full, cfg, tmp_path / "full", CONCAT, progress=False)
+    # the saved UNet is the average, not the last weights: a run without EMA ends elsewhere
+    torch.manual_seed(0)
+    plain = dm.build_components(CONCAT, autoencoder_dir)
+    dm.train(pairs, plain, dm.TrainConfig(**{**cfg.__dict__, "ema_decay": None}), tmp_path / "plain", CONCAT,
+             progress=False)
+    saved = UNet2DConditionModel.from_pretrained(tmp_path / "full" / "unet").state_dict()
+    last = UNet2DConditionModel.from_pretrained(tmp_path / "plain" / "unet").state_dict()
+    assert any(not torch.allclose(saved[k], last[k]) for k in saved)
+    torch.manual_seed(0)
+    part = dm.build_components(CONCAT, autoencoder_dir)
+    dm.train(pairs, part, cfg, tmp_path / "part", CONCAT, stop_at=2, progress=False)
+    resumed = dm.build_components(CONCAT, autoencoder_dir)  # a fresh process: new random init, then the checkpoint
+    dm.train(pairs, resumed, cfg, tmp_path / "part", CONCAT, progress=False)
+    again = UNet2DConditionModel.from_pretrained(tmp_path / "part" / "unet").state_dict()
+    assert all(torch.allclose(saved[k], again[k], atol=1e-5) for k in saved)
+
+
+def test_concat_needs_a_trainable_unet_and_no_pretrained_base(autoencoder_dir, pairs, tmp_path):
+    c = dm.build_components(CONCAT, autoencoder_dir)
+    with pytest.raises(ValueError, match="train_unet"):
+        dm.train(pairs, c, dm.TrainConfig(**{**CFG.__dict__, "train_unet": False}), tmp_path / "g", CONCAT,
+                 progress=False)
+    with pytest.raises(ValueError, match="ControlNet"):
+        dm.build_components({"pretrained": str(tmp_path), "resolution": RES, "conditioning": "concat"})
+    with pytest.raises(ValueError, match="known"):
+        dm.build_components({**MODEL, "conditioning": "adapter"}, autoencoder_dir)
+
+
+def test_min_snr_weighting_matches_its_definition():
+    sched = dm.noise_scheduler()
+    t = torch.tensor([10, 500, 990])
+    pred, target = torch.ones(3, 2, 2, 2), torch.zeros(3, 2, 2, 2)
+    assert torch.isclose(dm.diffusion_loss(pred, target, t, sched), torch.tensor(1.0))
+    alphas = sched.alphas_cumprod[t]
+    snr = alphas / (1 - alphas)
+    expected = (torch.clamp(snr, max=5.0) / snr).mean()
+    assert torch.isclose(dm.diffusion_loss(pred, target, t, sched, 5.0), expected.float(), rtol=1e-4)
+    v = dm.noise_scheduler("v_prediction")
+    assert torch.isclose(dm.diffusion_loss(pred, target, t, v, 5.0), (torch.clamp(snr, max=5.0) / (snr + 1)).mean().float(),
+                         rtol=1e-4)
+
+
 # ------------------------------------------------------------------ the paper's code path
 # (the tiny Stable Diffusion folder: the `stable_diffusion_dir` fixture of tests/conftest.py)
 

@@ -1,0 +1,217 @@
+"""Generator designs compared at equal CPU time on validation data (the generator issue).
+
+Each variant is the profile's ``diffusion`` section with a few settings changed
+(``VARIANTS``). It trains stage 1 (real training faces, empty prompts) and then
+stage 2 (the multi-domain set with style prompts) for the same wall-clock
+budget each, measured on this machine: a short probe run times a step, and the
+step count is the budget divided by that time. Then it draws faces for
+validation landmarks (half of them edited twice, as synthesis does), one style
+prompt of the stage-2 set each, and reports
+
+- alignment NME: a judge's landmarks on the generated face against the
+  landmarks it was drawn from (inter-ocular, %), for unedited and edited
+  landmarks, and the same judge on the real validation faces and on their
+  autoencoder reconstructions (the ceiling the latent space allows);
+- style accuracy: the study's style classifier (trained on the stage-2 set)
+  recognising the requested style (%, chance 1 / number of styles).
+
+The judge is a trained detector folder (``--judge``) or, by default, dlib's
+shape predictor in the landmark box (needs no training of its own). Models go
+to a scratch folder (``--work``), the table to ``--out`` as CSV and Markdown.
+
+    ./study run python -m benchmarks.bench_generator --profile cpu --stage1-minutes 4 --stage2-minutes 1.5
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib import pipeline
+from lib.core import crop as cr
+from lib.core import metrics
+from lib.data import datasets as ds
+from lib.generator import autoencoder as ae
+from lib.generator import diffusion as dm
+from lib.generator import edits as ed
+from lib.generator import stages
+from lib.generator.styles import style_prompt
+
+# name -> settings over the profile's diffusion section ("section.key": value). Every variant starts from
+# BASE, the recipe before this comparison (ControlNet, noise prediction, plain MSE, no EMA; stage 1 lr 3e-4,
+# stage 2 lr 1e-4), so the table does not depend on what the profile has since chosen.
+BASE = {"model.conditioning": "controlnet", "model.unet.addition_embed_type": None, "model.prediction_type": "epsilon",
+        **{f"{s}.{k}": v for s in ("stage1", "stage2") for k, v in (("snr_gamma", None), ("ema_decay", None))},
+        "stage1.lr": 3.0e-4, "stage2.lr": 1.0e-4}
+CONCAT = {"model.conditioning": "concat"}
+POOLED = {**CONCAT, "model.unet.addition_embed_type": "text"}
+MIN_SNR = {"stage1.snr_gamma": 5.0, "stage2.snr_gamma": 5.0}
+V_PRED = {"model.prediction_type": "v_prediction"}
+EMA_LR = {"stage1.ema_decay": 0.999, "stage2.ema_decay": 0.999, "stage1.lr": 1.0e-3, "stage2.lr": 3.0e-4}
+VARIANTS = {
+    "controlnet": {},
+    "concat": CONCAT,
+    "concat + pooled text": POOLED,
+    "concat + pooled text + min-SNR 5": {**POOLED, **MIN_SNR},
+    "concat + pooled text + v-pred + min-SNR 5": {**POOLED, **MIN_SNR, **V_PRED},
+    "concat + pooled text + v-pred + min-SNR 5 + EMA, lr x3": {**POOLED, **MIN_SNR, **V_PRED, **EMA_LR},
+}
+PROBE_STEPS = 6
+
+
+def with_settings(diffusion: dict, settings: dict) -> dict:
+    out = copy.deepcopy(diffusion)
+    for key, value in settings.items():
+        *path, last = key.split(".")
+        node = out
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return out
+
+
+def seconds_per_step(name: str, diffusion: dict, data_dir: Path, generated: Path, work: Path) -> float:
+    probe = work / "probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    (probe / "autoencoder").parent.mkdir(parents=True, exist_ok=True)
+    (probe / "autoencoder").symlink_to((work.parent / "autoencoder").resolve())
+    d = with_settings(diffusion, {f"{name}.steps": PROBE_STEPS, f"{name}.checkpoint_every": 10 ** 6,
+                                  f"{name}.sample_every": 10 ** 6})
+    if name == "stage2":
+        (probe / "stage1").symlink_to((work / "stage1").resolve())
+    stages.train_generator(name, d, data_dir, generated, probe, progress=False)
+    h = pd.read_csv(probe / name / "history.csv")
+    shutil.rmtree(probe)
+    return float(np.median(np.diff(h["seconds"].to_numpy())[1:]))  # the first step pays for warm-up
+
+
+def train_for(name: str, diffusion: dict, minutes: float, data_dir: Path, generated: Path, work: Path) -> dict:
+    s = seconds_per_step(name, diffusion, data_dir, generated, work)
+    steps = max(1, int(minutes * 60 / s))
+    d = with_settings(diffusion, {f"{name}.steps": steps, f"{name}.checkpoint_every": steps,
+                                  f"{name}.sample_every": 10 ** 6})
+    r = stages.train_generator(name, d, data_dir, generated, work, progress=False)
+    return {f"{name}_steps": steps, f"{name}_s_per_step": round(s, 3), f"{name}_minutes": round(r.seconds / 60, 2)}
+
+
+def judge_nme(judge, images: np.ndarray, points: np.ndarray) -> np.ndarray:
+    out = []
+    for img, pts in zip(images, points):
+        pred = judge.predict(img, cr.box_from_landmarks(pts, 0.0)).landmarks
+        out.append(metrics.nme_per_image(pred, pts, "inter_ocular") * 100)
+    return np.array(out)
+
+
+def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
+    """n validation landmark sets (every other one edited twice), prompts cycling through `styles`."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(val), n, replace=n > len(val))
+    points, edited = [], []
+    for k, i in enumerate(idx):
+        if k % 2:
+            pts, _ = ed.random_edits(val.points[i], np.random.default_rng([seed, k]), val.resolution, 2)
+        else:
+            pts = val.points[i]
+        points.append(pts)
+        edited.append(bool(k % 2))
+    chosen = [styles[k % len(styles)] for k in range(n)]
+    return np.array(points), np.array(edited), chosen
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--stage1-minutes", type=float, default=4.0)
+    ap.add_argument("--stage2-minutes", type=float, default=1.5)
+    ap.add_argument("--faces", type=int, default=110, help="generated faces per variant")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
+    ap.add_argument("--judge", default=None, help="a trained detector folder (default: dlib in the landmark box)")
+    ap.add_argument("--work", default="/tmp/bench_generator", help="scratch folder for the models")
+    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    ap.add_argument("--append", action="store_true", help="add these rows to the table at --out (same machine, "
+                    "same budgets), replacing rows of the same variants")
+    args = ap.parse_args(argv)
+
+    params = pipeline.load_params(args.profile)
+    diffusion = params["diffusion"]
+    data_dir, generated = pipeline.data_dir(args.profile), pipeline.generated_dir(args.profile)
+    models = pipeline.ROOT / "models" / args.profile
+    if not (models / "autoencoder" / "config.json").exists() or not (generated / "multidomain" / "manifest.csv").exists():
+        raise SystemExit(f"needs {models}/autoencoder and {generated}/multidomain: run the profile's stage1 "
+                         "notebook's autoencoder step and notebook 03's set first")
+    res = diffusion["model"]["resolution"]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "autoencoder").exists():
+        (work / "autoencoder").symlink_to((models / "autoencoder").resolve())
+
+    from lib.evaluation import evaluate as ev
+    from lib.evaluation import predictors as pr
+    from lib.detector.model import Detector
+    judge = Detector(args.judge) if args.judge else pr.build("dlib_box")
+    classifier, clf_acc = ev.train_style_classifier(generated / "multidomain")
+    _, val = stages.stage1_pairs(data_dir, res)
+    styles = list(classifier.classes)
+    points, edited, chosen = eval_faces(val, styles, args.faces)
+
+    vae = ae.load(models / "autoencoder")
+    real = judge_nme(judge, val.images, val.points).mean()
+    recon = judge_nme(judge, ae.reconstruct(vae, val.images), val.points).mean()
+    print(f"judge on real validation faces: {real:.2f}%, on their autoencoder reconstructions: {recon:.2f}%; "
+          f"style classifier {clf_acc * 100:.1f}% on held-out stage-2 faces ({len(styles)} styles)", flush=True)
+
+    rows = []
+    for name in args.variants:
+        d = with_settings(diffusion, {**BASE, **VARIANTS[name]})
+        vwork = work / name.replace(" ", "_").replace("+", "").replace("__", "_")
+        for stage in ("stage1", "stage2"):
+            shutil.rmtree(vwork / stage, ignore_errors=True)
+        vwork.mkdir(parents=True, exist_ok=True)
+        if not (vwork / "autoencoder").exists():
+            (vwork / "autoencoder").symlink_to((models / "autoencoder").resolve())
+        row = {"variant": name}
+        t0 = time.time()
+        row.update(train_for("stage1", d, args.stage1_minutes, data_dir, generated, vwork))
+        row.update(train_for("stage2", d, args.stage2_minutes, data_dir, generated, vwork))
+        row["train_minutes"] = round((time.time() - t0) / 60, 2)
+        pipe = dm.load_generator(vwork / "stage2")
+        t1 = time.time()
+        images = dm.generate(pipe, points, [style_prompt(s) for s in chosen], list(range(len(points))), res,
+                             diffusion["stage2"]["sample_steps"], diffusion["stage2"]["guidance"])
+        row["images_per_s"] = round(len(images) / (time.time() - t1), 2)
+        nme = judge_nme(judge, images, points)
+        row["alignment_nme"] = round(float(nme[~edited].mean()), 2)
+        row["alignment_nme_edited"] = round(float(nme[edited].mean()), 2)
+        row["alignment_ratio"] = round(float(nme.mean() / real), 2)
+        row["style_accuracy"] = round(float((np.array(classifier.predict(list(images))) == np.array(chosen)).mean() * 100), 1)
+        ds.save_image(vwork / "samples.png", dm.sample_grid(images[:24], dm.render_batch(points[:24], res)))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    table = pd.DataFrame(rows)
+    if args.append and args.out and Path(args.out).with_suffix(".csv").exists():
+        old = pd.read_csv(Path(args.out).with_suffix(".csv"))
+        table = pd.concat([old[~old["variant"].isin(table["variant"])], table], ignore_index=True)
+    head = (f"Equal CPU time: stage 1 {args.stage1_minutes} min + stage 2 {args.stage2_minutes} min per variant; "
+            f"{args.faces} generated faces for validation landmarks (half edited). Judge: "
+            f"{'detector ' + args.judge if args.judge else 'dlib (landmark box)'} at {res} px: {real:.2f}% NME on the "
+            f"real validation faces, {recon:.2f}% on their autoencoder reconstructions. Style chance "
+            f"{100 / len(styles):.1f}% ({len(styles)} styles).")
+    print(head)
+    print(table.to_markdown(index=False))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out.with_suffix(".csv"), index=False)
+        out.with_suffix(".md").write_text(head + "\n\n" + table.to_markdown(index=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
