@@ -80,12 +80,12 @@ def _log_shards(path: str) -> None:
     from .generator import diffusion as dm
     batch = dm._batch  # called by dm.train with this process's shard of the global batch
 
-    def logged(pairs, idx, cfg, step):
+    def logged(pairs, idx, cfg, step, *rest):
         rank = PartialState().process_index
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(f"{path}.rank{rank}", "a") as fh:
             fh.write(json.dumps({"rank": rank, "step": int(step), "idx": [int(i) for i in idx]}) + "\n")
-        return batch(pairs, idx, cfg, step)
+        return batch(pairs, idx, cfg, step, *rest)
 
     dm._batch = logged
 
