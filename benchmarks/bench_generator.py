@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     from lib.evaluation import predictors as pr
     from lib.detector.model import Detector
     judge = Detector(args.judge) if args.judge else pr.build("dlib_box")
-    classifier, clf_acc = ev.train_style_classifier(generated / "multidomain")
+    classifier, clf_acc = ev.train_style_classifier(generated / "multidomain", resolution=res)
     _, val = stages.stage1_pairs(data_dir, res)
     styles = list(classifier.classes)
     points, edited, chosen = eval_faces(val, styles, args.faces)

@@ -33,7 +33,7 @@ STAGE_SECTIONS = {
     "03_stage2": ["data", "diffusion"],
     "04_synthesis": ["data", "diffusion", "synthesis"],
     "05_detector_finetune": ["detector"],
-    "06_evaluation": ["data", "evaluate", "synthesis"],
+    "06_evaluation": ["data", "diffusion", "evaluate", "synthesis"],
 }
 
 

@@ -4,7 +4,8 @@ works on a 4x smaller latent grid: at 64 px a UNet + ControlNet training step
 costs about a third of the same step in pixel space on a CPU
 (``python -m benchmarks.bench_diffusion`` prints both).
 
-Trained on the real training faces with an L1 + Sobel-edge reconstruction
+Trained on the real training faces (and restyled copies of some, so that the
+stage-2 styles fit its latent space) with an L1 + Sobel-edge reconstruction
 loss and a small KL term (keeps the latent smooth and near unit scale);
 the latent scaling factor is measured after training, as for Stable
 Diffusion. Checkpoints every N steps; an interrupted run resumes exactly.
@@ -34,6 +35,8 @@ class AutoencoderTrainConfig:
     schedule: str = "cosine"  # a diffusers schedule name
     kl_weight: float = 1e-6
     edge_weight: float = 0.5
+    styles: tuple = ()  # stage-2 filter styles for restyled copies of the training faces (see stages.restyled_copies)
+    style_share: float = 0.0  # restyled copies per training face
     checkpoint_every: int = 250
     seed: int = 0
     threads: int = 0

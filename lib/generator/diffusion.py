@@ -87,7 +87,8 @@ class TrainConfig:
 
 # ------------------------------------------------------------------ data
 
-def _resize(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def resize_pair(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop and its landmarks brought to `size` px."""
     h, w = image.shape[:2]
     box = cr.Box((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
     out, _, pts = cr.crop(image, box, size, points)
@@ -105,7 +106,7 @@ class PairSet:
         self.images, self.points, self.prompts = [], [], []
         for s in samples:
             try:
-                img, pts = _resize(ds.load_image(s.image_path), s.landmarks, resolution)
+                img, pts = resize_pair(ds.load_image(s.image_path), s.landmarks, resolution)
             except ds.BadInput as exc:
                 if errors is None:
                     raise

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..core.training import TrainResult, seed_everything
 from ..data import datasets as ds
 from . import autoencoder
 from . import diffusion as dm
-from .styles import style_prompt
+from ..core.progress import track
+from .styles import style_prompt, stylise
 
 GENERATORS = ("stage1", "stage2", "onestep")
 PREVIEW_FACES = 8
@@ -51,16 +54,46 @@ def preview(data_dir: Path, resolution: int, styles: list[str] | None = None) ->
     return points, prompts, list(range(k))
 
 
+def restyled_copies(samples: list[ds.Sample], resolution: int, styles: list[str], share: float, seed: int,
+                    errors: list | None = None) -> np.ndarray:
+    """A restyled copy of a `share` of `samples` (each in one of `styles`, drawn by the
+    stage-2 set's filters at crop size, then brought to `resolution`), as (N, R, R, 3)
+    uint8. The autoencoder trains on them beside the photos, so its latent space can
+    hold the styles stage 2 asks for, as Stable Diffusion's, trained on all kinds of
+    images, can."""
+    if not styles or share <= 0:
+        return np.zeros((0, resolution, resolution, 3), np.uint8)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(samples), int(round(share * len(samples))), replace=False))
+    out = []
+    for i in track(chosen, desc="restyle autoencoder faces", enabled=len(chosen) > 50):
+        s = samples[i]
+        try:
+            img = stylise(ds.load_image(s.image_path), styles[int(rng.integers(len(styles)))], rng)
+        except ds.BadInput as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        out.append(dm.resize_pair(img, s.landmarks, resolution)[0])
+    return np.array(out, np.uint8).reshape(-1, resolution, resolution, 3)
+
+
 def train_autoencoder(diffusion: dict, data_dir: Path, models: Path, progress: bool = True) -> TrainResult | None:
-    """The small profiles' autoencoder (cached in ``models/autoencoder``); None for a pretrained base."""
+    """The small profiles' autoencoder (cached in ``models/autoencoder``): the real training
+    faces plus restyled copies of some (``autoencoder_train.styles``, ``style_share``);
+    None for a pretrained base."""
     model_cfg = diffusion["model"]
     if model_cfg.get("pretrained"):
         return None
     res = model_cfg["resolution"]
     train, val = stage1_pairs(data_dir, res)
     cfg = autoencoder.AutoencoderTrainConfig(**diffusion["autoencoder_train"])
-    return autoencoder.train(train.images, val.images, {**model_cfg["autoencoder"], "resolution": res}, cfg,
-                             Path(models) / "autoencoder", progress=progress)
+    restyled = restyled_copies(ds.read_dataset(Path(data_dir) / "crops" / "train", "300w"), res, list(cfg.styles),
+                               cfg.style_share, cfg.seed)
+    return autoencoder.train(np.concatenate([train.images, restyled]), val.images,
+                             {**model_cfg["autoencoder"], "resolution": res}, cfg, Path(models) / "autoencoder",
+                             progress=progress)
 
 
 def train_generator(name: str, diffusion: dict, data_dir: Path, generated: Path, models: Path,
