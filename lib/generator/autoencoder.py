@@ -35,8 +35,8 @@ class AutoencoderTrainConfig:
     schedule: str = "cosine"  # a diffusers schedule name
     kl_weight: float = 1e-6
     edge_weight: float = 0.5
-    styles: tuple = ()  # stage-2 filter styles for restyled copies of the training faces (see stages.restyled_copies)
-    style_share: float = 0.0  # restyled copies per training face
+    style_share: float = 0.0  # restyled copies per training face (stages.restyled_copies)
+    styles: tuple = ()  # their styles: the stage-2 set's filter styles (set by stages.train_autoencoder)
     checkpoint_every: int = 250
     seed: int = 0
     threads: int = 0

@@ -19,7 +19,7 @@ from ..data import datasets as ds
 from . import autoencoder
 from . import diffusion as dm
 from ..core.progress import track
-from .styles import style_prompt, stylise
+from .styles import PHOTO, style_prompt, stylise
 
 GENERATORS = ("stage1", "stage2", "onestep")
 PREVIEW_FACES = 8
@@ -81,14 +81,17 @@ def restyled_copies(samples: list[ds.Sample], resolution: int, styles: list[str]
 
 def train_autoencoder(diffusion: dict, data_dir: Path, models: Path, progress: bool = True) -> TrainResult | None:
     """The small profiles' autoencoder (cached in ``models/autoencoder``): the real training
-    faces plus restyled copies of some (``autoencoder_train.styles``, ``style_share``);
-    None for a pretrained base."""
+    faces plus restyled copies of a share of them (``autoencoder_train.style_share``) in the
+    stage-2 set's filter styles (``multidomain.filter_styles``); None for a pretrained base."""
     model_cfg = diffusion["model"]
     if model_cfg.get("pretrained"):
         return None
     res = model_cfg["resolution"]
     train, val = stage1_pairs(data_dir, res)
-    cfg = autoencoder.AutoencoderTrainConfig(**diffusion["autoencoder_train"])
+    settings = dict(diffusion["autoencoder_train"])
+    if settings.get("style_share"):
+        settings["styles"] = [s for s in diffusion["multidomain"]["filter_styles"] if s != PHOTO]
+    cfg = autoencoder.AutoencoderTrainConfig(**settings)
     restyled = restyled_copies(ds.read_dataset(Path(data_dir) / "crops" / "train", "300w"), res, list(cfg.styles),
                                cfg.style_share, cfg.seed)
     return autoencoder.train(np.concatenate([train.images, restyled]), val.images,
