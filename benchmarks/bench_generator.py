@@ -151,11 +151,11 @@ def main(argv=None) -> int:
     if not (work / "autoencoder").exists():
         (work / "autoencoder").symlink_to((models / "autoencoder").resolve())
 
-    from lib.evaluation import evaluate as ev
+    from lib.evaluation import style_classifier as sc
     from lib.evaluation import predictors as pr
     from lib.detector.model import Detector
     judge = Detector(args.judge) if args.judge else pr.build("dlib_box")
-    classifier, clf_acc = ev.train_style_classifier(generated / "multidomain", resolution=res)
+    classifier, clf_acc = sc.train_style_classifier(generated / "multidomain", resolution=res)
     _, val = stages.stage1_pairs(data_dir, res)
     styles = list(classifier.classes)
     points, edited, chosen = eval_faces(val, styles, args.faces)

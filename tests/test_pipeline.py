@@ -167,12 +167,15 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert list(paired.columns) == ["method", "baseline", "test_set", "n", "nme", "baseline_nme", "delta", "ci_low",
                                     "ci_high", "p_value", "seeds"]
     assert set(paired["baseline"]) == {"real only (landmark box)", "few-shot real only"}
-    assert len(paired) == 3 * (5 + 4) and (paired["ci_low"] <= paired["delta"]).all()
+    assert len(paired) == 3 * (7 + 6) and (paired["ci_low"] <= paired["delta"]).all()  # 7 methods, 2 baselines
     assert (work / "results" / "smoke" / "figures" / "paired_deltas.png").exists()
     assert (work / "models" / "smoke" / "detector_fewshot" / "seed1" / "model.safetensors").exists()
     assert set(table["test_set"]) == {"test_photo", "test_cartoon", "test_caricature"}
     assert {"ours (two-stage synthetic)", "one-step synthetic (ablation)", "stage-1-only synthetic (ablation)",
-            "geometry-aware style transfer (Face of Art)", "few-shot real only"} <= set(table["method"])
+            "geometry-aware style transfer (Face of Art)", "few-shot real only", "warp-first synthetic (two-stage)",
+            "warp-first synthetic + exaggeration"} <= set(table["method"])
+    sweep = pd.read_csv(work / "results" / "smoke" / "warp_strength.csv")  # the strength chosen on validation faces
+    assert list(sweep["strength"]) == [0.0, 0.5] and sweep["chosen"].sum() == 1
     align = pd.read_csv(work / "results" / "smoke" / "alignment.csv")
     assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy", "n_unedited",
                                    "alignment_nme_unedited", "alignment_nme_edited_matched"]

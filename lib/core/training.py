@@ -20,9 +20,13 @@ the rates they had), so a run extended from N to M steps is close to, but not
 bit-identical with, a fresh M-step run; an interrupted run resumed with the
 same length is exact (tested for every trainer). A checkpoint written with
 other settings is moved aside to ``last.<time>.safetensors``, never deleted.
+The settings include a ``fingerprint`` of the training data and of the initial
+weights, so a run whose data or starting model changed (a retrained stage 1, a
+redrawn synthetic set) is trained again, not taken for the finished one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -37,6 +41,38 @@ from .progress import progress
 
 # settings that change how long or how fast a run goes, not what it computes
 RUN_LENGTH_KEYS = frozenset({"steps", "threads", "checkpoint_every", "val_every", "sample_every", "sample_steps"})
+
+
+def fingerprint(*parts) -> str:
+    """A short content hash (sha256, 16 hex digits) of arrays, strings, sequences of
+    them, and files or folders (a folder: its ``*.json`` and ``*.safetensors`` files),
+    for run settings and set records."""
+    h = hashlib.sha256()
+
+    def add(x):
+        if isinstance(x, Path):
+            files = [x]
+            if x.is_dir():  # its weights and configs; its checkpoints are training state, not weights
+                files = sorted(f for f in [*x.rglob("*.json"), *x.rglob("*.safetensors")]
+                               if "checkpoints" not in f.relative_to(x).parts)
+            for f in files:
+                h.update(f.name.encode())
+                with open(f, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+        elif isinstance(x, np.ndarray):
+            h.update(str((x.dtype, x.shape)).encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        elif isinstance(x, (list, tuple)):
+            h.update(f"[{len(x)}".encode())
+            for y in x:
+                add(y)
+        else:
+            h.update(repr(x).encode())
+
+    for part in parts:
+        add(part)
+    return h.hexdigest()[:16]
 
 
 def seed_everything(seed: int, threads: int = 0) -> None:

@@ -13,7 +13,7 @@ from diffusers.training_utils import EMAModel
 
 from ..core import crop as cr
 from ..core import metrics
-from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
+from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
 from ..data import data_prep
 from ..data import datasets as ds
 from . import heatmaps as hm
@@ -39,6 +39,10 @@ class TrainConfig:
     val_every: int = 200
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    # share of every batch drawn from named pools of faces beside the training set (train(..., pools)),
+    # e.g. {"fewshot": 0.25, "real": 0.25}: the few real domain faces and real photos keep their weight
+    # however large the synthetic set is; the rest of the batch comes from the training set
+    mix: dict = field(default_factory=dict)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
@@ -66,12 +70,33 @@ class FaceSet:
         return len(self.images)
 
 
-def _batch(faces: FaceSet, idx, cfg: TrainConfig, mcfg: HourglassConfig, step: int):
+def batch_faces(step: int, faces: FaceSet, cfg: TrainConfig, pools: dict[str, FaceSet] | None = None
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (image, landmarks) pairs of the batch at `step`: ``round(share * batch_size)``
+    from each pool named in ``cfg.mix`` (each pool in its own seeded epoch order), the
+    rest from `faces`."""
+    pools = pools or {}
+    missing = sorted(set(cfg.mix) - set(pools))
+    if missing:
+        raise ValueError(f"batch mix names pools {missing} that were not given (given: {sorted(pools)})")
+    counts = {name: int(round(share * cfg.batch_size)) for name, share in cfg.mix.items()}
+    if sum(counts.values()) > cfg.batch_size:
+        raise ValueError(f"batch mix {cfg.mix} takes more than the whole batch of {cfg.batch_size}")
+    rest = cfg.batch_size - sum(counts.values())
+    out = [(faces.images[i], faces.points[i]) for i in (epoch_batch(step, len(faces), rest, cfg.seed) if rest else [])]
+    for k, (name, n) in enumerate(counts.items()):
+        if n and len(pools[name]):
+            idx = epoch_batch(step, len(pools[name]), n, cfg.seed * 1_000 + k + 1)
+            out += [(pools[name].images[i], pools[name].points[i]) for i in idx]
+    return out
+
+
+def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, mcfg: HourglassConfig, step: int):
     imgs, pts = [], []
-    for j, i in enumerate(idx):
+    for j, (image, points) in enumerate(pairs):
         rng = np.random.default_rng([cfg.seed, step, j])
-        box = cr.box_from_landmarks(faces.points[i], cfg.margin)
-        img, p = augment(faces.images[i], faces.points[i], box, mcfg.input_size, rng, cfg.augment)
+        box = cr.box_from_landmarks(points, cfg.margin)
+        img, p = augment(image, points, box, mcfg.input_size, rng, cfg.augment)
         imgs.append(img)
         pts.append(p)
     target = hm.to_heatmap(torch.tensor(np.array(pts), dtype=torch.float32), mcfg.input_size, mcfg.heatmap_size)
@@ -90,11 +115,13 @@ def validation_crops(faces: FaceSet, size: int, margin: float):
 # ------------------------------------------------------------------ training
 
 def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: TrainConfig, out: str | Path,
-          init: str | Path | None = None, stop_at: int | None = None, progress: bool = True) -> TrainResult:
+          init: str | Path | None = None, stop_at: int | None = None, progress: bool = True,
+          pools: dict[str, FaceSet] | None = None) -> TrainResult:
     """Train (or fine-tune from the detector folder `init`) and write the detector
     folder `out` (the EMA weights with the lowest validation NME). Resumes from
     ``out/checkpoints/last.safetensors`` (``lib.core.training``). `stop_at` ends
-    the run early at that step (as an interruption would)."""
+    the run early at that step (as an interruption would). `pools`: faces that
+    ``cfg.mix`` draws a fixed share of every batch from (``batch_faces``)."""
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
     model = StackedHourglass(mcfg)
@@ -105,14 +132,17 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
     averaged = copy.deepcopy(model).eval()  # the EMA weights, for validation and export
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
-    run = TrainingRun(out, {"model": asdict(mcfg), "train": asdict(cfg), "init": str(init), "n": len(train_faces)},
+    run = TrainingRun(out, {"model": asdict(mcfg), "train": asdict(cfg), "init": str(init), "n": len(train_faces),
+                            "data": fingerprint(train_faces.images, train_faces.points),
+                            "val": fingerprint(val_faces.images, val_faces.points),
+                            "init_weights": fingerprint(Path(init)) if init is not None else None,
+                            **({"pools": {k: fingerprint(v.images, v.points) for k, v in pools.items()}} if pools else {})},
                       cfg.steps, cfg.checkpoint_every, f"train {_label(out)}", stop_at, progress)
     run.resume({"model": model}, opt, sched, ema, state={"best": {"nme": float("inf"), "step": -1}})
     val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
     model.train()
     for step in run:
-        idx = epoch_batch(step, len(train_faces), cfg.batch_size, cfg.seed)
-        x, target_pts = _batch(train_faces, idx, cfg, mcfg, step)
+        x, target_pts = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step)
         target = hm.encode(target_pts, mcfg.heatmap_size, mcfg.sigma)
         lr = opt.param_groups[0]["lr"]
         loss = losses.detector_loss(model(x), target, target_pts, cfg.loss, cfg.star_weight, cfg.star_w)
@@ -138,17 +168,20 @@ def _label(out: Path) -> str:
 
 def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: HourglassConfig, train_cfg: dict,
              out: str | Path, init: str | Path, seeds: list[int], holdout: float,
-             errors: list | None = None, progress: bool = True) -> dict[int, TrainResult]:
+             errors: list | None = None, progress: bool = True,
+             pools: dict[str, list[ds.Sample]] | None = None) -> dict[int, TrainResult]:
     """Fine-tune the detector folder `init` on `samples` once per seed, into
     ``out/seed<k>/``. The seed sets the data order and augmentation (``TrainConfig.seed``)
     and which part of `samples` is held out for validation beside `val_samples`
-    (``data_prep.holdout``), so the spread over seeds covers all three."""
+    (``data_prep.holdout``), so the spread over seeds covers all three. `pools`: the
+    faces the batch mix (``train_cfg["mix"]``) draws from."""
     out, results = Path(out), {}
     for seed in seeds:
         kept, held = data_prep.holdout(samples, holdout, seed)
         cfg = TrainConfig.from_dict({**train_cfg, "seed": seed})
+        faces = {name: FaceSet(pool, errors) for name, pool in (pools or {}).items()}
         results[seed] = train(FaceSet(kept, errors), FaceSet(val_samples + held, errors), mcfg, cfg,
-                              out / f"seed{seed}", init=init, progress=progress)
+                              out / f"seed{seed}", init=init, progress=progress, pools=faces)
     return results
 
 

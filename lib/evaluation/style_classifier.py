@@ -335,3 +335,34 @@ class StyleClassifier:
             raise ValueError(f"{folder}: weight shape {self.weight.shape} does not match "
                              f"{len(self.classes)} classes x {FEATURE_DIM} features")
         return self
+
+
+# ------------------------------------------------------------------ the study's judge
+
+def style_faces(folder: str | Path, holdout: float = 0.2, resolution: int | None = None):
+    """The stage-2 set's faces and styles, split into a fitting part and a held-out part
+    (``data_prep.holdout``): ``(images, styles), (held_images, held_styles)``. With
+    `resolution`, the images are brought to the generator's resolution (INTER_AREA), as
+    the generator sees them in training and draws its own faces."""
+    from ..data import datasets as ds
+    from ..data.data_prep import holdout as split
+
+    def load(samples):
+        images = [ds.load_image(s.image_path) for s in samples]
+        if resolution:
+            images = [im if im.shape[:2] == (resolution, resolution) else
+                      cv2.resize(im, (resolution, resolution), interpolation=cv2.INTER_AREA) for im in images]
+        return images, [s.meta["style"] for s in samples]
+
+    kept, held = split(ds.read_dataset(folder, "synthetic"), holdout)
+    return load(kept), load(held)
+
+
+def train_style_classifier(folder: str | Path, holdout: float = 0.2, resolution: int | None = None):
+    """The prompt-adherence judge: a style classifier (``lib/style_classifier.py``) fit on
+    the stage-2 multi-domain set (at the generator's `resolution` if given, see
+    `style_faces`); returns it and its accuracy on a held-out part."""
+    (images, styles), (held, held_styles) = style_faces(folder, holdout, resolution)
+    clf = StyleClassifier().fit(images, styles)
+    acc = clf.accuracy(held, held_styles) if held else float("nan")
+    return clf, acc

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
+from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
 
 
 @dataclass
@@ -99,7 +99,8 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
     vae = build(model)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
-    run = TrainingRun(out, {"model": model, "train": asdict(cfg), "n": len(images)}, cfg.steps, cfg.checkpoint_every,
+    run = TrainingRun(out, {"model": model, "train": asdict(cfg), "n": len(images), "data": fingerprint(images)},
+                      cfg.steps, cfg.checkpoint_every,
                       "train autoencoder", stop_at, progress)
     run.resume({"vae": vae}, opt, sched)
     vae.train()

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler, DiffusionPipeline,
-                       ImagePipelineOutput, StableDiffusionControlNetPipeline, UNet2DConditionModel)
+                       ImagePipelineOutput, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline,
+                       UNet2DConditionModel)
 from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -55,7 +56,7 @@ from ..core.progress import track
 from ..core import crop as cr
 from ..data import datasets as ds
 from ..core import landmarks as lm
-from ..core.training import TrainingRun, TrainResult, epoch_batch, make_scheduler, seed_everything
+from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
 from .condition import PARTS, render_batch, render_parts_batch
 
 CONDITIONING_CHANNELS = (16, 32, 96, 256)  # ControlNet's landmark-image encoder; its length sets the downsampling
@@ -241,7 +242,10 @@ def concat_input(latents: torch.Tensor, parts: torch.Tensor, factor: int) -> tor
 class LandmarkPipeline(DiffusionPipeline):
     """DDIM with classifier-free guidance for a UNet that takes the landmark parts at its
     input (``conditioning: concat``). Called like diffusers' ControlNet pipeline, with
-    `image` the (N, len(PARTS), H, W) part channels in [0, 1] (``condition_tensor``)."""
+    `image` the (N, len(PARTS), H, W) part channels in [0, 1] (``condition_tensor``).
+    With `init_image` ((N, 3, H, W) in [0, 1]) it works as image-to-image, as diffusers'
+    img2img pipelines do: the image's latents are noised to `strength` (1: pure noise)
+    and only the last ``int(steps * strength)`` DDIM steps are run."""
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel,
@@ -251,19 +255,30 @@ class LandmarkPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, prompt: list[str], image: torch.Tensor, height: int, width: int, num_inference_steps: int = 20,
-                 guidance_scale: float = 3.0, generator=None, output_type: str = "np") -> ImagePipelineOutput:
+                 guidance_scale: float = 3.0, generator=None, output_type: str = "np",
+                 init_image: torch.Tensor | None = None, strength: float = 1.0) -> ImagePipelineOutput:
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength {strength}: expected a value in (0, 1]")
         n, f, device = len(prompt), vae_scale_factor(self.vae), self._execution_device
         guided = guidance_scale > 1
         text = encode_prompts(self.tokenizer, self.text_encoder, list(prompt))
         if guided:
             text = torch.cat([encode_prompts(self.tokenizer, self.text_encoder, [""] * n), text])
         shape = (n, self.vae.config.latent_channels, height // f, width // f)
-        latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        if init_image is None:
+            latents = noise * self.scheduler.init_noise_sigma
+        else:
+            run = min(max(int(num_inference_steps * strength), 1), num_inference_steps)
+            timesteps = timesteps[num_inference_steps - run:]
+            x = init_image.to(device, self.vae.dtype) * 2 - 1
+            clean = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
+            latents = self.scheduler.add_noise(clean.to(noise), noise, timesteps[:1].repeat(n))
         parts = image.to(device, self.unet.dtype)
         parts = torch.cat([parts, parts]) if guided else parts
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for t in self.progress_bar(timesteps):
             x = torch.cat([latents, latents]) if guided else latents
             x = self.scheduler.scale_model_input(x, t)
             pred = self.unet(concat_input(x, parts, f), t, encoder_hidden_states=text).sample
@@ -354,16 +369,35 @@ def conditioning_of(pipe: DiffusionPipeline) -> str:
 @torch.inference_mode()
 def generate(pipe: DiffusionPipeline, points: np.ndarray, prompts: list[str], seeds: list[int],
              resolution: int, steps: int = 20, guidance: float = 3.0, batch_size: int = 32,
-             progress: bool = False) -> np.ndarray:
+             progress: bool = False, init_images: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:
     """Faces following `points` (N, 68, 2, pixels of a `resolution` image) and `prompts`;
-    image i depends only on (points[i], prompts[i], seeds[i]), not on the batch it falls in."""
+    image i depends only on (points[i], prompts[i], seeds[i]), not on the batch it falls in.
+
+    `init_images` ((N, R, R, 3) uint8): image-to-image from them instead of from noise,
+    noised to `strength` (warp-first synthesis); a ControlNet generator then runs as
+    diffusers' ``StableDiffusionControlNetImg2ImgPipeline`` on the same components."""
     out, conditioning = [], conditioning_of(pipe)
+    if init_images is not None and len(init_images) != len(points):
+        raise ValueError(f"{len(init_images)} init images for {len(points)} landmark sets")
+    strength = max(float(strength), 1.0 / steps)  # at least one denoising step, as LandmarkPipeline runs
+    if init_images is not None and conditioning == "controlnet":
+        img2img = StableDiffusionControlNetImg2ImgPipeline(**pipe.components, requires_safety_checker=False)
+        img2img.set_progress_bar_config(disable=True)
     for i in track(range(0, len(points), batch_size), desc="generate", enabled=progress):
         sl = slice(i, i + batch_size)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[sl]]
-        images = pipe(prompt=list(prompts[sl]), image=condition_tensor(points[sl], resolution, conditioning), height=resolution,
-                      width=resolution, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
-                      output_type="np").images
+        cond = condition_tensor(points[sl], resolution, conditioning)
+        kw = dict(prompt=list(prompts[sl]), height=resolution, width=resolution, num_inference_steps=steps,
+                  guidance_scale=guidance, generator=gens, output_type="np")
+        if init_images is None:
+            images = pipe(image=cond, **kw).images
+        else:
+            init = torch.from_numpy(np.ascontiguousarray(init_images[sl])).permute(0, 3, 1, 2).float() / 255
+            if conditioning == "controlnet":
+                images = img2img(image=init, control_image=cond, strength=strength, controlnet_conditioning_scale=1.0,
+                                 **kw).images
+            else:
+                images = pipe(image=cond, init_image=init, strength=strength, **kw).images
         out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
     return np.concatenate(out) if out else np.zeros((0, resolution, resolution, 3), np.uint8)
 
@@ -457,7 +491,10 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     world, rank = acc.num_processes, acc.process_index
     # the process count is not a resume setting: a model launched on N processes (lib/launch.py) is
     # picked up by the notebook's single process; a run resumed on another count keeps its own global batch
-    run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs)},
+    run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs),
+                            "data": fingerprint(pairs.images, pairs.points, pairs.prompts),
+                            "init_weights": fingerprint(Path(init)) if init else None,
+                            "vae": fingerprint([v.detach().cpu().float().numpy() for v in c.vae.state_dict().values()])},
                       cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at,
                       progress, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
     # EMA with warm-up (decay 1 - (1 + step)^(-2/3), capped at ema_decay): the average follows the

@@ -12,7 +12,10 @@ is a pure function of a (68, 2) landmark array and a numpy Generator:
 - ``raised_eyebrow``: one or both brows raised, more in the middle (an arch);
 - ``stretched_nostrils``: the nostrils 31-35 widened about the nose centre;
 - ``eye_shift``: eyes with their brows move apart/together and slightly up/down;
-- ``nose_mouth_shift``: nose bottom and mouth move together up or down.
+- ``nose_mouth_shift``: nose bottom and mouth move together up or down;
+- ``exaggeration`` (not among the paper's seven; ``edit_set`` builds it from a
+  mean shape): what differs from the average face is scaled up, as
+  caricaturists do (``exaggerate``).
 
 Edits work in the face's own frame (origin between the outer eye corners,
 x along the eye line, y perpendicular towards the chin), so rotated faces are
@@ -27,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..core import landmarks as lm
+from .styles import exaggerate
 
 Edit = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -218,6 +222,40 @@ EDITS: dict[str, Edit] = {
 }
 
 
+# ------------------------------------------------------------------ exaggeration (caricature)
+
+def exaggeration(mean_shape: np.ndarray, factor: tuple[float, float] = (1.3, 2.0), per_part: bool = False) -> Edit:
+    """The caricature edit: the face aligned to `mean_shape` (similarity), its deviation from
+    it scaled by a factor ~ U(`factor`) (whole face, or per part), mapped back with the
+    face's box kept (``exaggerate``); ``random_edits`` then keeps it inside the image."""
+    mean_shape = lm.validate(mean_shape, "exaggeration mean shape").copy()
+    lo, hi = factor
+    if not 1.0 <= lo <= hi:
+        raise ValueError(f"exaggeration: factor range {factor}, expected 1 <= low <= high")
+
+    def edit(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return exaggerate(_checked(points, "exaggeration"), mean_shape, rng, (lo - 1.0, hi - 1.0), per_part)
+    return edit
+
+
+def edit_set(names: list[str] | None = None, mean_shape: np.ndarray | None = None,
+             factor: tuple[float, float] = (1.3, 2.0)) -> dict[str, Edit]:
+    """The edits to draw from, by name (default: the paper's seven, ``EDITS``);
+    ``exaggeration`` needs the `mean_shape` it exaggerates from."""
+    names = list(EDITS) if names is None else list(names)
+    out = {}
+    for name in names:
+        if name == "exaggeration":
+            if mean_shape is None:
+                raise ValueError("edit exaggeration needs a mean shape (the training landmarks' mean)")
+            out[name] = exaggeration(mean_shape, tuple(factor))
+        elif name in EDITS:
+            out[name] = EDITS[name]
+        else:
+            raise ValueError(f"unknown edit {name!r}; known: {', '.join([*EDITS, 'exaggeration'])}")
+    return out
+
+
 # ------------------------------------------------------------------ sampling
 
 def fit_in_image(points: np.ndarray, size: int, margin: float = 0.05) -> np.ndarray:
@@ -238,20 +276,22 @@ def fit_in_image(points: np.ndarray, size: int, margin: float = 0.05) -> np.ndar
 
 
 def random_edits(points: np.ndarray, rng: np.random.Generator, size: int, k: int = 2,
-                 margin: float = 0.05) -> tuple[np.ndarray, list[str]]:
-    """Apply k distinct edits picked uniformly at random (the paper uses two), in
-    the order picked, and fit the result into the size x size image with `margin`.
-    Returns the edited points and the names of the edits applied."""
+                 margin: float = 0.05, edits: dict[str, Edit] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Apply k distinct edits picked uniformly at random from `edits` (default: the
+    paper's seven; the paper applies two), in the order picked, and fit the result into
+    the size x size image with `margin`. Returns the edited points and the names of the
+    edits applied."""
     pts = _checked(points, "random_edits")
-    if not 0 <= k <= len(EDITS):
-        raise ValueError(f"random_edits: k={k}, but there are {len(EDITS)} edits "
-                         f"({', '.join(EDITS)}); k must be in 0..{len(EDITS)}")
+    edits = EDITS if edits is None else edits
+    if not 0 <= k <= len(edits):
+        raise ValueError(f"random_edits: k={k}, but there are {len(edits)} edits "
+                         f"({', '.join(edits)}); k must be in 0..{len(edits)}")
     if not size > 0:
         raise ValueError(f"random_edits: image size {size}, expected a positive number of pixels")
     if not 0 <= margin < 0.5:
         raise ValueError(f"random_edits: margin {margin}, expected a fraction in [0, 0.5)")
-    names = list(EDITS)
+    names = list(edits)
     chosen = [names[i] for i in rng.choice(len(names), size=k, replace=False)]
     for name in chosen:
-        pts = EDITS[name](pts, rng)
+        pts = edits[name](pts, rng)
     return fit_in_image(pts, size, margin), chosen

@@ -26,6 +26,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..core import landmarks as lm
+
 StyleFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -439,17 +441,22 @@ def _box(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def exaggerate(points: np.ndarray, mean_shape: np.ndarray, rng: np.random.Generator,
-               strength: tuple[float, float] = (0.3, 0.8)) -> np.ndarray:
+               strength: tuple[float, float] = (0.3, 0.8), per_part: bool = False) -> np.ndarray:
     """Caricature the face geometry: push each landmark away from the similarity-aligned
-    mean shape by k ~ U(strength), p + k (p - aligned_mean), then rescale isotropically
-    about the box centre so the box keeps its original centre and size (the face stays
-    where it was in the picture)."""
+    mean shape by k ~ U(strength), p + k (p - aligned_mean) (one k for the face, or with
+    `per_part` one per facial part), then rescale isotropically about the box centre so
+    the box keeps its original centre and size (the face stays where it was in the picture)."""
     p = np.asarray(points, np.float64)
     m = np.asarray(mean_shape, np.float64)
     if p.shape != m.shape:
         raise ValueError(f"points {p.shape} and mean_shape {m.shape} differ in shape")
     aligned = _align_similarity(m, p)
-    k = rng.uniform(*strength)
+    if per_part:
+        k = np.zeros((len(p), 1))
+        for idx in lm.GROUPS.values():
+            k[idx] = rng.uniform(*strength)
+    else:
+        k = rng.uniform(*strength)
     q = p + k * (p - aligned)
     (c0, size0), (c1, size1) = _box(p), _box(q)
     return (q - c1) * (size0 / size1) + c0

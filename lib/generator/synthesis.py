@@ -7,25 +7,34 @@ geometry-aware style-transfer baseline set, which are written the same way.
 Every set is written in the study's ``synthetic`` layout, readable by
 ``lib.datasets.read_dataset`` and by any 300-W tool: ``<style>/<id>.jpg`` +
 ``<id>.pts`` (300-W, 1-based) and ``manifest.csv`` (image, style, prompt,
-edits, seed, source). Synthesis is deterministic by seed (item i has seed
+edits, seed, source, mode). Two modes: ``noise`` (the paper's: every face drawn from
+noise) and ``warp`` (warp-first: the source training face is thin-plate-spline
+warped onto its edited landmarks, then restyled by the generator image-to-image
+from a strength `s`, so the geometry comes from the warp and the labels stay exact
+up to the warp's own error). Synthesis is deterministic by seed (item i has seed
 ``seed * 1_000_000 + i``), resumes by skipping items already written, and
 shards items across processes when launched with ``accelerate launch``.
 """
 from __future__ import annotations
 
 import csv
+import json
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from ..data import datasets as ds
 from . import edits as ed
 from ..core.progress import progress as progress_bar, track
+from ..core.training import fingerprint
 from ..core.naming import slug
 from . import styles as st
 
-MANIFEST_FIELDS = ["image", "style", "prompt", "edits", "seed", "source"]
+MANIFEST_FIELDS = ["image", "style", "prompt", "edits", "seed", "source", "mode"]
+MODES = ("noise", "warp")
 
 
 def write_manifest(folder: Path, rows: list[dict]) -> None:
@@ -44,37 +53,72 @@ def _done(folder: Path, image: str) -> bool:
 # ------------------------------------------------------------------ synthesis
 
 def plan(train_points: np.ndarray, styles: list[str], per_style: int, resolution: int, seed: int = 0,
-         k_edits: int = 2) -> list[dict]:
+         k_edits: int = 2, edits: list[str] | None = None, exaggeration: tuple[float, float] = (1.3, 2.0)) -> list[dict]:
     """One item per image to draw: landmarks (a training face, edited twice, fitted
-    into the image), style, prompt, seed. A pure function of its arguments."""
+    into the image), style, prompt, seed. A pure function of its arguments.
+
+    `edits`: the names to draw from (default: the paper's seven); ``exaggeration``
+    scales each face's deviation from the training landmarks' mean by a factor in
+    `exaggeration`."""
     if len(train_points) == 0:
         raise ValueError("no training landmarks to sample from")
+    edit_fns = ed.edit_set(edits, np.asarray(train_points, np.float64).mean(0), exaggeration)
     items = []
     for s_i, style in enumerate(styles):
         for j in range(per_style):
             i = s_i * per_style + j
             rng = np.random.default_rng([seed, i])
             src = int(rng.integers(len(train_points)))
-            pts, names = ed.random_edits(train_points[src], rng, resolution, k_edits)
+            pts, names = ed.random_edits(train_points[src], rng, resolution, k_edits, edits=edit_fns)
             items.append({"image": f"{slug(style)}/{i:06d}.jpg", "style": style, "prompt": st.style_prompt(style),
                           "edits": "+".join(names), "seed": seed * 1_000_000 + i, "source": src, "points": pts})
     return items
 
 
+def warped_sources(items: list[dict], train_images: np.ndarray, train_points: np.ndarray) -> np.ndarray:
+    """Warp-first synthesis' init images: per item, its source training face warped
+    (``styles.tps_warp``) from its own landmarks onto the item's edited ones."""
+    return np.array([st.tps_warp(train_images[int(it["source"])], train_points[int(it["source"])], it["points"])
+                     for it in items], np.uint8).reshape(-1, *train_images.shape[1:])
+
+
+def mode_name(mode: str, strength: float) -> str:
+    """The manifest's record of how a set was drawn: ``noise`` or ``warp@<strength>``."""
+    if mode not in MODES:
+        raise ValueError(f"synthesis mode {mode!r}; known: {', '.join(MODES)}")
+    return "noise" if mode == "noise" else f"warp@{strength:g}"
+
+
 def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps: int, guidance: float,
-               batch_size: int = 32, progress: bool = True) -> list[dict]:
-    """Draw every item not yet on disk and write the set; returns the manifest rows."""
+               batch_size: int = 32, progress: bool = True, mode: str = "noise",
+               sources: tuple[np.ndarray, np.ndarray] | None = None, strength: float = 1.0) -> list[dict]:
+    """Draw every item not yet on disk and write the set; returns the manifest rows.
+
+    ``mode="warp"`` needs `sources`, the (images, landmarks) of the training faces the
+    items' ``source`` indices point to, at `resolution`, and restyles each warped face
+    from `strength`."""
     from accelerate import PartialState
 
     from .diffusion import generate
+    tag = mode_name(mode, strength)
+    if mode == "warp" and sources is None:
+        raise ValueError("warp-first synthesis needs the source training faces (images, landmarks)")
     out, state = Path(out), PartialState()
+    record = set_fingerprint(pipe, items, resolution, steps, guidance, tag)
+    if state.is_main_process:
+        _set_aside_if_stale(out, record)
+        out.mkdir(parents=True, exist_ok=True)  # recorded before drawing, so an interrupted set resumes
+        (out / "synthesis.json").write_text(json.dumps({"fingerprint": record, "mode": tag}, indent=2))
+    state.wait_for_everyone()
     mine = items[state.process_index::state.num_processes]
     todo = [it for it in mine if not _done(out, it["image"])]
     bar = progress_bar(len(mine), len(mine) - len(todo), f"synthesise {out.name}", progress and state.is_main_process)
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
+        init = warped_sources(chunk, *sources) if mode == "warp" else None
         images = generate(pipe, np.array([it["points"] for it in chunk]), [it["prompt"] for it in chunk],
-                          [it["seed"] for it in chunk], resolution, steps, guidance, batch_size)
+                          [it["seed"] for it in chunk], resolution, steps, guidance, batch_size,
+                          init_images=init, strength=strength if mode == "warp" else 1.0)
         for it, img in zip(chunk, images):
             path = out / it["image"]
             ds.save_image(path, img)
@@ -82,10 +126,82 @@ def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps:
         bar.update(len(chunk))
     bar.close()
     state.wait_for_everyone()
-    rows = [it for it in items if _done(out, it["image"])]
+    rows = [{**it, "mode": tag} for it in items if _done(out, it["image"])]
     if state.is_main_process:
         write_manifest(out, rows)
+        (out / "synthesis.json").write_text(json.dumps({"fingerprint": record, "mode": tag, "images": len(rows)}, indent=2))
     return rows
+
+
+def set_fingerprint(pipe, items: list[dict], resolution: int, steps: int, guidance: float, mode: str) -> str:
+    """What a synthetic set is drawn from: the generator's weights, the plan (names,
+    prompts, seeds, landmarks) and the sampler settings."""
+    nets = [getattr(pipe, name, None) for name in ("unet", "controlnet", "vae")]
+    weights = [v.detach().cpu().float().numpy() for net in nets if net is not None for v in net.state_dict().values()]
+    plan = [(it["image"], it["prompt"], int(it["seed"]), np.asarray(it["points"], np.float64)) for it in items]
+    return fingerprint(weights, plan, resolution, steps, float(guidance), mode)
+
+
+def _set_aside_if_stale(out: Path, record: str) -> None:
+    """Images on disk drawn by another generator or plan are not resumed: the old set is
+    moved aside to ``<out>.stale-<time>`` (never deleted) and the set is drawn anew."""
+    meta = out / "synthesis.json"
+    has_images = out.exists() and any(out.rglob("*.jpg"))
+    if not has_images or (meta.exists() and json.loads(meta.read_text()).get("fingerprint") == record):
+        return
+    aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"{out}: drawn by another generator, plan or sampler setting; moved aside to {aside.name}, drawing anew")
+    out.rename(aside)
+
+
+def sweep_items(points: np.ndarray, styles: list[str], n: int, resolution: int, seed: int = 0, k_edits: int = 2,
+                edits: list[str] | None = None, exaggeration: tuple[float, float] = (1.3, 2.0)) -> list[dict]:
+    """`n` items for choosing the warp strength on **validation** faces: face ``k % len(points)``
+    edited as `plan` edits, styles cycling through `styles` (those the style judge knows)."""
+    edit_fns = ed.edit_set(edits, np.asarray(points, np.float64).mean(0), exaggeration)
+    items = []
+    for k in range(n):
+        rng = np.random.default_rng([seed, 7, k])
+        src = k % len(points)
+        pts, names = ed.random_edits(points[src], rng, resolution, k_edits, edits=edit_fns)
+        style = styles[k % len(styles)]
+        items.append({"style": style, "prompt": st.style_prompt(style), "edits": "+".join(names),
+                      "seed": seed * 1_000_000 + k, "source": src, "points": pts})
+    return items
+
+
+def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarray, strengths: list[float],
+                   judge, classifier, resolution: int, steps: int, guidance: float) -> tuple[pd.DataFrame, dict]:
+    """Warp-first synthesis of `items` (from `sweep_items`, sources `images`/`points`) at each
+    strength, scored as the study scores generators: the `judge`'s NME (landmark box,
+    inter-ocular, %) against the edited landmarks, and the share of faces the style
+    `classifier` assigns to the requested style (%). Strength 0 is the warped faces
+    themselves (no restyling). Returns the table and the faces drawn per strength."""
+    from ..core import crop as cr
+    from ..core import metrics
+    from .diffusion import generate
+    warped = warped_sources(items, images, points)
+    pts = np.array([it["points"] for it in items])
+    wanted = np.array([it["style"] for it in items])
+    rows, faces = [], {}
+    for s in [0.0, *strengths]:
+        drawn = warped if s == 0 else generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items],
+                                               resolution, steps, guidance, init_images=warped, strength=s)
+        nme = [metrics.nme_per_image(judge.predict(img, cr.box_from_landmarks(p, 0.0)).landmarks, p, "inter_ocular")
+               for img, p in zip(drawn, pts)]
+        rows.append({"strength": s, "faces": len(items), "alignment_nme": float(np.mean(nme)) * 100,
+                     "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == wanted)) * 100})
+        faces[s] = drawn
+    return pd.DataFrame(rows), faces
+
+
+def choose_strength(table: pd.DataFrame, reference_nme: float, max_ratio: float) -> float:
+    """The largest swept strength (> 0) whose alignment NME is at most `max_ratio` x
+    `reference_nme` (the judge on real validation faces): as much restyling as the labels
+    allow. If none qualifies, the smallest strength."""
+    swept = table[table["strength"] > 0]
+    ok = swept[swept["alignment_nme"] <= max_ratio * reference_nme]
+    return float(ok["strength"].max() if len(ok) else swept["strength"].min())
 
 
 # ------------------------------------------------------------------ re-rendered real faces

@@ -49,3 +49,20 @@ def test_unreadable_checkpoint_is_set_aside(tmp_path):
     run = t.TrainingRun(tmp_path, {"a": 1}, steps=2, checkpoint_every=1, desc="x", progress=False)
     assert run.resume({"m": m}, torch.optim.SGD(m.parameters(), lr=0.1)) is False
     assert not ckpt.exists() and len(list(ckpt.parent.glob("last.*.safetensors"))) == 1
+
+
+def test_fingerprint_tells_data_and_weights_apart(tmp_path):
+    from lib.core.training import fingerprint
+    a = np.zeros((2, 3), np.float32)
+    assert fingerprint(a) == fingerprint(a.copy()) and len(fingerprint(a)) == 16
+    assert fingerprint(a) != fingerprint(a + 1) and fingerprint(a) != fingerprint(a.astype(np.float64))
+    assert fingerprint([a, "x"]) != fingerprint([a, "y"])
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "m" / "checkpoints").mkdir()
+    (tmp_path / "m" / "checkpoints" / "last.safetensors").write_bytes(b"state")
+    before = fingerprint(tmp_path / "m")
+    (tmp_path / "m" / "checkpoints" / "last.safetensors").write_bytes(b"other state")
+    assert fingerprint(tmp_path / "m") == before  # checkpoints are not the weights
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"retrained")
+    assert fingerprint(tmp_path / "m") != before

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -81,3 +82,38 @@ def test_finetune_trains_one_run_per_seed_with_its_own_order_and_held_out_part(s
     again = tr.finetune(samples[:8], samples[8:], MCFG, base, tmp_path / "ft", tmp_path / "real", [0, 1, 2], 0.3,
                         progress=False)
     assert all(r.steps_run == 0 for r in again.values())
+
+
+def test_batch_mix_draws_a_fixed_share_from_each_pool(faces):
+    train, val = faces
+    cfg = _cfg(batch_size=8)
+    plain = tr.batch_faces(5, train, cfg)
+    assert len(plain) == 8
+    # no mix: the same batch as the training set's own epoch order
+    assert all(a[0] is train.images[i] for a, i in zip(plain, tr.epoch_batch(5, len(train), 8, cfg.seed)))
+    mixed_cfg = _cfg(batch_size=8, mix={"few": 0.25, "real": 0.25})
+    mixed = tr.batch_faces(5, train, mixed_cfg, {"few": val, "real": train})
+    from_val = sum(any(img is v for v in val.images) for img, _ in mixed)
+    assert len(mixed) == 8 and from_val == 2  # round(0.25 * 8) from the few faces, whatever the set's size
+    with pytest.raises(ValueError, match="not given"):
+        tr.batch_faces(0, train, mixed_cfg, {"few": val})
+    with pytest.raises(ValueError, match="whole batch"):
+        tr.batch_faces(0, train, _cfg(batch_size=8, mix={"few": 0.75, "real": 0.5}), {"few": val, "real": train})
+
+
+def test_training_with_a_batch_mix_runs_and_records_its_pools(faces, tmp_path):
+    train, val = faces
+    r = tr.train(train, val, MCFG, _cfg(mix={"few": 0.5}), tmp_path / "m", progress=False, pools={"few": val})
+    plain = tr.train(train, val, MCFG, _cfg(), tmp_path / "p", progress=False)
+    assert r.finished and np.isfinite(r.history["loss"]).all()
+    assert not np.allclose(r.history["loss"], plain.history["loss"])  # other faces in every batch
+
+
+def test_a_finished_run_on_other_data_is_trained_again_not_resumed(faces, samples, tmp_path):
+    train, val = faces
+    first = tr.train(train, val, MCFG, _cfg(), tmp_path / "r", progress=False)
+    again = tr.train(train, val, MCFG, _cfg(), tmp_path / "r", progress=False)
+    assert first.steps_run == 6 and again.steps_run == 0  # same data and settings: the finished run is kept
+    other = tr.FaceSet(samples[2:])  # as many faces, other ones
+    redo = tr.train(other, val, MCFG, _cfg(), tmp_path / "r", progress=False)
+    assert redo.steps_run == 6 and redo.resumed_from == 0

@@ -250,14 +250,3 @@ def test_alignment_reports_edited_and_matched_unedited_faces(tmp_path):
     assert np.isclose(everything["style_accuracy"], 60.0)
     assert table.set_index("style").loc["ink", "n_unedited"] == 0
 
-
-def test_style_faces_bring_the_stage2_set_to_the_generator_resolution(tmp_path):
-    faces = [render_face(i, "photo", 128) for i in range(20)]
-    names = [f"{i:03d}.jpg" for i in range(20)]
-    _synthetic_set(tmp_path, faces, names, ["photo", "cartoon"] * 10)
-    (kept, kept_styles), (held, held_styles) = ev.style_faces(tmp_path, 0.3, resolution=32)
-    assert len(kept) + len(held) == 20 and 0 < len(held) < 20  # a split by name hash (data_prep.holdout)
-    assert {im.shape for im in kept + held} == {(32, 32, 3)}
-    assert sorted(kept_styles + held_styles) == sorted(["photo", "cartoon"] * 10)
-    (full, _), _ = ev.style_faces(tmp_path, 0.3)
-    assert {im.shape for im in full} == {(128, 128, 3)}  # no resolution: as stored

@@ -406,3 +406,50 @@ def test_random_edits_with_no_edits_returns_the_face(shape):
     out, names = edits.random_edits(shape, np.random.default_rng(0), 128, k=0)
     assert names == [] and out is not shape
     np.testing.assert_array_equal(out, shape)
+
+
+# ------------------------------------------------------------------ exaggeration (the caricature edit)
+
+def _mean_of_faces(size=128):
+    from lib.data.procedural import render_face
+    return np.mean([render_face(i, "photo", size).landmarks for i in range(20, 40)], axis=0)
+
+
+def _deviation(p, mean):
+    from lib.generator.styles import _align_similarity as _align
+    return np.linalg.norm(p - _align(mean, p), axis=1).mean() / np.sqrt(np.ptp(p, 0).prod())
+
+
+@pytest.mark.parametrize("per_part", [False, True])
+def test_exaggeration_scales_the_deviation_from_the_mean_and_keeps_the_box(shape, per_part):
+    mean = _mean_of_faces()
+    edit = edits.exaggeration(mean, (1.5, 1.5), per_part=per_part)
+    out = edit(shape, np.random.default_rng(0))
+    assert _deviation(out, mean) > 1.3 * _deviation(shape, mean)
+    np.testing.assert_allclose((out.min(0) + out.max(0)) / 2, (shape.min(0) + shape.max(0)) / 2, atol=1e-6)
+    assert np.sqrt(np.ptp(out, 0).prod()) == pytest.approx(np.sqrt(np.ptp(shape, 0).prod()))
+    assert implausibilities(out) == []
+    # factor 1 changes nothing
+    np.testing.assert_allclose(edits.exaggeration(mean, (1.0, 1.0))(shape, np.random.default_rng(0)), shape, atol=1e-9)
+
+
+def test_exaggeration_per_part_draws_a_factor_per_part(shape):
+    mean = _mean_of_faces()
+    whole = edits.exaggeration(mean, (1.3, 2.0))(shape, np.random.default_rng(1))
+    parts = edits.exaggeration(mean, (1.3, 2.0), per_part=True)(shape, np.random.default_rng(1))
+    assert np.abs(whole - parts).max() > 0.1
+
+
+def test_edit_set_builds_exaggeration_and_rejects_unknown_names(shape):
+    mean = _mean_of_faces()
+    assert list(edits.edit_set()) == NAMES  # the paper's seven
+    chosen = edits.edit_set([*NAMES, "exaggeration"], mean)
+    assert list(chosen) == [*NAMES, "exaggeration"]
+    out, names = edits.random_edits(shape, np.random.default_rng(0), 128, 8, edits=chosen)
+    assert sorted(names) == sorted(chosen) and implausibilities(out) == []
+    with pytest.raises(ValueError, match="mean shape"):
+        edits.edit_set(["exaggeration"])
+    with pytest.raises(ValueError, match="unknown edit"):
+        edits.edit_set(["smile"], mean)
+    with pytest.raises(ValueError, match="factor range"):
+        edits.exaggeration(mean, (0.8, 1.2))

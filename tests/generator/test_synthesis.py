@@ -80,3 +80,105 @@ def test_restyle_keeps_landmarks_and_geometric_transfer_moves_them(tmp_path):
     out = {s.meta["image"]: s for s in ds.read_dataset(tmp_path / "foa", "synthetic")}
     assert all(r["edits"] == "tps_exaggeration" for r in rows)
     assert all(not np.allclose(out[r["image"]].landmarks, src[r["source"]].landmarks, atol=0.5) for r in rows)
+
+
+def test_plan_draws_from_the_named_edits_with_exaggeration(train_points):
+    items = syn.plan(train_points, ["photo"], 12, RES, seed=1, edits=["chubby", "open_eyes", "exaggeration"])
+    used = {n for r in items for n in r["edits"].split("+")}
+    assert used <= {"chubby", "open_eyes", "exaggeration"} and "exaggeration" in used
+    # the default is the paper's seven, and the same plan as before the option existed
+    default = syn.plan(train_points, ["photo"], 4, RES, seed=1)
+    named = syn.plan(train_points, ["photo"], 4, RES, seed=1, edits=list(edits.EDITS))
+    assert all(np.array_equal(a["points"], b["points"]) for a, b in zip(default, named))
+    with pytest.raises(ValueError, match="unknown edit"):
+        syn.plan(train_points, ["photo"], 1, RES, edits=["smile"])
+
+
+def test_warp_first_synthesis_starts_from_the_warped_source_face(tmp_path, train_points):
+    faces = [render_face(i, "photo", RES) for i in range(5)]
+    images = np.array([f.image for f in faces])
+    ae.train(images, np.zeros((0, RES, RES, 3), np.uint8), {"block_out_channels": [8, 16, 16], "norm_num_groups": 8,
+                                                            "resolution": RES},
+             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
+    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
+             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
+    dm.save_generator(tmp_path / "gen", dm.build_components(model, tmp_path / "ae"))
+    pipe = dm.load_generator(tmp_path / "gen")
+    items = syn.plan(train_points, ["photo"], 3, RES)
+    warped = syn.warped_sources(items, images, train_points)
+    assert warped.shape == (3, RES, RES, 3)
+    # the warp moves the source face's content to the edited landmarks
+    it = items[0]
+    again = edits.fit_in_image(it["points"], RES)
+    assert np.allclose(again, it["points"]) and not np.array_equal(warped[0], images[it["source"]])
+    rows = syn.synthesise(pipe, items, tmp_path / "set", RES, steps=4, guidance=1.0, progress=False, mode="warp",
+                          sources=(images, train_points), strength=0.5)
+    assert {r["mode"] for r in rows} == {"warp@0.5"}
+    assert set(pd.read_csv(tmp_path / "set" / "manifest.csv")["mode"]) == {"warp@0.5"}
+    with pytest.raises(ValueError, match="source training faces"):
+        syn.synthesise(pipe, items, tmp_path / "other", RES, steps=2, guidance=1.0, progress=False, mode="warp")
+    with pytest.raises(ValueError, match="synthesis mode"):
+        syn.synthesise(pipe, items, tmp_path / "other", RES, steps=2, guidance=1.0, progress=False, mode="paint")
+
+
+def test_choose_strength_takes_the_largest_that_keeps_the_labels():
+    table = pd.DataFrame({"strength": [0.0, 0.2, 0.4, 0.6, 0.8], "alignment_nme": [4.0, 4.5, 5.5, 7.0, 9.0],
+                          "style_accuracy": [10, 20, 30, 40, 50]})
+    assert syn.choose_strength(table, 4.0, 1.5) == 0.4  # 5.5 <= 6.0 < 7.0
+    assert syn.choose_strength(table, 4.0, 3.0) == 0.8
+    assert syn.choose_strength(table, 1.0, 1.5) == 0.2  # none qualifies: the smallest
+
+
+def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train_points):
+    class Judge:  # finds the landmarks it is asked for, shifted by one pixel
+        def predict(self, image, box):
+            from lib.core.predictor import Prediction
+            return Prediction(self.points + 1.0, "landmarks")
+
+    class Classifier:
+        def predict(self, images):
+            return ["photo"] * len(images)
+
+    faces = [render_face(i, "photo", RES) for i in range(5)]
+    images = np.array([f.image for f in faces])
+    ae.train(images, np.zeros((0, RES, RES, 3), np.uint8), {"block_out_channels": [8, 16, 16], "norm_num_groups": 8,
+                                                            "resolution": RES},
+             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
+    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
+             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
+    dm.save_generator(tmp_path / "gen", dm.build_components(model, tmp_path / "ae"))
+    items = syn.sweep_items(train_points, ["photo", "cartoon"], 4, RES, seed=0)
+    assert [it["style"] for it in items] == ["photo", "cartoon"] * 2 and len({it["seed"] for it in items}) == 4
+    judge = Judge()
+    judge.points = items[0]["points"]
+    table, drawn = syn.strength_sweep(dm.load_generator(tmp_path / "gen"), items[:1], images, train_points,
+                                      [0.5, 1.0], judge, Classifier(), RES, steps=2, guidance=1.0)
+    assert list(table["strength"]) == [0.0, 0.5, 1.0] and set(drawn) == {0.0, 0.5, 1.0}
+    assert table["style_accuracy"].tolist() == [100.0] * 3  # item 0 asks for photo
+    assert np.allclose(table["alignment_nme"], table["alignment_nme"].iloc[0]) and table["alignment_nme"].iloc[0] > 0
+    assert drawn[0.0].shape == (1, RES, RES, 3)
+
+
+def test_a_set_drawn_by_another_generator_is_set_aside_not_resumed(tmp_path, train_points):
+    ae.train(np.array([render_face(i, "photo", RES).image for i in range(4)]), np.zeros((0, RES, RES, 3), np.uint8),
+             {"block_out_channels": [8, 16, 16], "norm_num_groups": 8, "resolution": RES},
+             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
+    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
+             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
+    for name, seed in (("a", 0), ("b", 1)):
+        import torch
+        torch.manual_seed(seed)
+        dm.save_generator(tmp_path / name, dm.build_components(model, tmp_path / "ae"))
+    items = syn.plan(train_points, ["photo"], 2, RES)
+    first, second = (tmp_path / "set" / it["image"] for it in items)
+    syn.synthesise(dm.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
+    stamp = first.stat().st_mtime_ns
+    second.unlink()  # as if interrupted before the second face
+    # the same generator and plan: the set resumes (the drawn face is kept, the missing one drawn)
+    syn.synthesise(dm.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
+    assert first.stat().st_mtime_ns == stamp and second.exists()
+    # another generator: the old set is moved aside and the faces are drawn anew
+    syn.synthesise(dm.load_generator(tmp_path / "b"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("set.stale-")]
+    assert len(aside) == 1 and (aside[0] / items[0]["image"]).exists()
+    assert first.exists() and first.stat().st_mtime_ns != stamp

@@ -1,0 +1,107 @@
+"""The small profiles' latent space, compared at equal steps: what each autoencoder
+design keeps of the landmarks and of the stage-2 styles (the generator issue).
+
+A latent diffusion model can draw no more than its autoencoder can decode. Each
+variant (``VARIANTS``: settings over the profile's ``diffusion`` section) trains
+the autoencoder for the profile's step count with ``stages.train_autoencoder``,
+then reconstructs
+
+- the real validation faces: PSNR, and a judge's NME (dlib's shape predictor in
+  the landmark box, inter-ocular, %) on the reconstructions against the true
+  landmarks, beside the same judge on the originals (the alignment ceiling);
+- the held-out part of the stage-2 set at the generator's resolution: PSNR, and
+  the study's style judge (``style_classifier.train_style_classifier`` at that
+  resolution) on the reconstructions (the style ceiling; on the originals it is
+  the judge's own held-out accuracy).
+
+Models go to a scratch folder (``--work``), the table to ``--out`` as CSV and Markdown.
+
+    ./study run python -m benchmarks.bench_autoencoder --profile cpu --out results/cpu/autoencoder_variants
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib import pipeline
+from lib.generator import autoencoder as ae
+from lib.generator import stages
+
+from .bench_generator import judge_nme, with_settings
+
+# name -> settings over the profile's diffusion section; steps are the profile's in every row
+VARIANTS = {
+    "4 channels, photos only": {"model.autoencoder.latent_channels": 4, "autoencoder_train.style_share": 0.0},
+    "4 channels + restyled copies": {"model.autoencoder.latent_channels": 4, "autoencoder_train.style_share": 0.5},
+    "8 channels + restyled copies": {"model.autoencoder.latent_channels": 8, "autoencoder_train.style_share": 0.5},
+    "16 channels + restyled copies": {"model.autoencoder.latent_channels": 16, "autoencoder_train.style_share": 0.5},
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
+    ap.add_argument("--work", default="/tmp/bench_autoencoder", help="scratch folder for the models")
+    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    args = ap.parse_args(argv)
+
+    params = pipeline.load_params(args.profile)
+    diffusion = params["diffusion"]
+    if diffusion["model"].get("pretrained"):
+        raise SystemExit(f"profile {args.profile} uses a pretrained autoencoder; nothing to compare")
+    data_dir, generated = pipeline.data_dir(args.profile), pipeline.generated_dir(args.profile)
+    if not (generated / "multidomain" / "manifest.csv").exists():
+        raise SystemExit(f"needs {generated}/multidomain: run notebook 03 of the profile first")
+    res = diffusion["model"]["resolution"]
+
+    from lib.evaluation import style_classifier as sc
+    from lib.evaluation import predictors as pr
+    judge = pr.build("dlib_box")
+    classifier, clf_acc = sc.train_style_classifier(generated / "multidomain", resolution=res)
+    _, (held, held_styles) = sc.style_faces(generated / "multidomain", resolution=res)
+    held = np.stack(held)
+    _, val = stages.stage1_pairs(data_dir, res)
+    real = float(judge_nme(judge, val.images, val.points).mean())
+    print(f"judge on real validation faces: {real:.2f}% NME; style judge {clf_acc * 100:.1f}% on {len(held)} held-out "
+          f"stage-2 faces at {res} px ({len(classifier.classes)} styles)", flush=True)
+
+    rows = []
+    for name in args.variants:
+        d = with_settings(diffusion, VARIANTS[name])
+        work = Path(args.work) / name.replace(" ", "_").replace("+", "").replace(",", "").replace("__", "_")
+        shutil.rmtree(work, ignore_errors=True)
+        t0 = time.time()
+        stages.train_autoencoder(d, data_dir, work, progress=False)
+        row = {"variant": name, "steps": d["autoencoder_train"]["steps"], "minutes": round((time.time() - t0) / 60, 2)}
+        vae = ae.load(work / "autoencoder")
+        rec_val, rec_held = ae.reconstruct(vae, val.images), ae.reconstruct(vae, held)
+        row["psnr_photos"] = round(ae.psnr(rec_val, val.images), 2)
+        row["psnr_stage2"] = round(ae.psnr(rec_held, held), 2)
+        row["judge_nme_reconstructed"] = round(float(judge_nme(judge, rec_val, val.points).mean()), 2)
+        row["style_accuracy_reconstructed"] = round(classifier.accuracy(list(rec_held), held_styles) * 100, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    table = pd.DataFrame(rows)
+    head = (f"Autoencoders at equal steps ({args.profile} profile, {res} px). Judge: dlib (landmark box), "
+            f"{real:.2f}% NME on the real validation faces themselves. Style judge: {clf_acc * 100:.1f}% on the "
+            f"held-out stage-2 faces themselves, chance {100 / len(classifier.classes):.1f}%.")
+    print(head)
+    print(table.to_markdown(index=False))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out.with_suffix(".csv"), index=False)
+        out.with_suffix(".md").write_text(head + "\n\n" + table.to_markdown(index=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
