@@ -179,9 +179,10 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     align = pd.read_csv(work / "results" / "smoke" / "alignment.csv")
     assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy", "n_unedited",
                                    "alignment_nme_unedited", "alignment_nme_edited_matched"]
-    assert set(align["generator"]) == {"two_stage", "one_step", "stage1_only"}
-    # the unedited controls: the first item of each of the 5 styles, drawn again without edits
-    everything = align[align["style"] == "all"]
+    assert set(align["generator"]) == {"two_stage", "one_step", "stage1_only", "two_stage_warp",
+                                       "two_stage_warp_exaggeration"}
+    # the unedited controls of the noise sets: the first item of each of the 5 styles, drawn again without edits
+    everything = align[(align["style"] == "all") & align["generator"].isin(["two_stage", "one_step", "stage1_only"])]
     assert (everything["n_unedited"] == 5).all() and everything["alignment_nme_unedited"].notna().all()
     assert (work / "models" / "smoke" / "stage2" / "model_index.json").exists()
     assert '"LandmarkPipeline"' in (work / "models" / "smoke" / "stage2" / "model_index.json").read_text()
@@ -202,7 +203,7 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert all({"nme", "nme_ci_low", "nme_ci_high", "seeds", "fr_10", "auc_10", "n"} <= set(row)
                for t in data["table1"].values() for row in t.values())
     assert set(data["paired"]) == {"test_photo", "test_cartoon", "test_caricature"}
-    assert set(data["alignment"]) == {"two_stage", "one_step", "stage1_only"}
+    assert set(data["alignment"]) == {"two_stage", "one_step", "stage1_only", "two_stage_warp", "two_stage_warp_exaggeration"}
     dvc("metrics", "diff")
     # DVC's plots: one CED curve per test set, training curves from the model folders
     for test_set in ("test_photo", "test_cartoon", "test_caricature"):
