@@ -33,7 +33,9 @@ from lib import pipeline
 from lib.generator import autoencoder as ae
 from lib.generator import stages
 
-from .bench_generator import judge_nme, with_settings
+from lib.generator.synthesis import judge_nme
+
+from .bench_generator import with_settings, write_table
 
 # name -> settings over the profile's diffusion section; steps are the profile's in every row
 VARIANTS = {
@@ -93,13 +95,7 @@ def main(argv=None) -> int:
     head = (f"Autoencoders at equal steps ({args.profile} profile, {res} px). Judge: dlib (landmark box), "
             f"{real:.2f}% NME on the real validation faces themselves. Style judge: {clf_acc * 100:.1f}% on the "
             f"held-out stage-2 faces themselves, chance {100 / len(classifier.classes):.1f}%.")
-    print(head)
-    print(table.to_markdown(index=False))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out.with_suffix(".csv"), index=False)
-        out.with_suffix(".md").write_text(head + "\n\n" + table.to_markdown(index=False) + "\n")
+    write_table(table, head, args.out)
     return 0
 
 

@@ -34,14 +34,13 @@ import numpy as np
 import pandas as pd
 
 from lib import pipeline
-from lib.core import crop as cr
-from lib.core import metrics
 from lib.data import datasets as ds
 from lib.generator import autoencoder as ae
 from lib.generator import diffusion as dm
 from lib.generator import edits as ed
 from lib.generator import stages
 from lib.generator.styles import style_prompt
+from lib.generator.synthesis import judge_nme
 
 # name -> settings over the profile's diffusion section ("section.key": value). Every variant starts from
 # BASE, the recipe before this comparison (ControlNet, noise prediction, plain MSE, no EMA; stage 1 lr 3e-4,
@@ -100,14 +99,6 @@ def train_for(name: str, diffusion: dict, minutes: float, data_dir: Path, genera
     return {f"{name}_steps": steps, f"{name}_s_per_step": round(s, 3), f"{name}_minutes": round(r.seconds / 60, 2)}
 
 
-def judge_nme(judge, images: np.ndarray, points: np.ndarray) -> np.ndarray:
-    out = []
-    for img, pts in zip(images, points):
-        pred = judge.predict(img, cr.box_from_landmarks(pts, 0.0)).landmarks
-        out.append(metrics.nme_per_image(pred, pts, "inter_ocular") * 100)
-    return np.array(out)
-
-
 def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
     """n validation landmark sets (every other one edited twice), prompts cycling through `styles`."""
     rng = np.random.default_rng(seed)
@@ -122,6 +113,17 @@ def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
         edited.append(bool(k % 2))
     chosen = [styles[k % len(styles)] for k in range(n)]
     return np.array(points), np.array(edited), chosen
+
+
+def write_table(table: pd.DataFrame, head: str, out: str | None) -> None:
+    """Print a benchmark's table under its heading; with `out`, also write it as CSV and Markdown."""
+    print(head)
+    print(table.to_markdown(index=False))
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out.with_suffix(".csv"), index=False)
+        out.with_suffix(".md").write_text(head + "\n\n" + table.to_markdown(index=False) + "\n")
 
 
 def main(argv=None) -> int:
@@ -203,13 +205,7 @@ def main(argv=None) -> int:
             f"{'detector ' + args.judge if args.judge else 'dlib (landmark box)'} at {res} px: {real:.2f}% NME on the "
             f"real validation faces, {recon:.2f}% on their autoencoder reconstructions. Style chance "
             f"{100 / len(styles):.1f}% ({len(styles)} styles).")
-    print(head)
-    print(table.to_markdown(index=False))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out.with_suffix(".csv"), index=False)
-        out.with_suffix(".md").write_text(head + "\n\n" + table.to_markdown(index=False) + "\n")
+    write_table(table, head, args.out)
     return 0
 
 

@@ -74,3 +74,15 @@ def stable_diffusion_dir(tmp_path_factory):
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out / "sd")
     return out / "sd"
+
+
+def write_synthetic_set(folder, faces, names, styles):
+    """Faces (``render_face`` results) written as a synthetic set with its manifest."""
+    from lib.data import datasets as ds
+    from lib.generator import synthesis
+    rows = []
+    for f, name, style in zip(faces, names, styles):
+        ds.save_image(folder / name, f.image)
+        ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks)
+        rows.append({"image": name, "style": style, "prompt": "", "edits": "", "seed": 0, "source": ""})
+    synthesis.write_manifest(folder, rows)

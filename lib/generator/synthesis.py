@@ -177,8 +177,6 @@ def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarr
     inter-ocular, %) against the edited landmarks, and the share of faces the style
     `classifier` assigns to the requested style (%). Strength 0 is the warped faces
     themselves (no restyling). Returns the table and the faces drawn per strength."""
-    from ..core import crop as cr
-    from ..core import metrics
     from .diffusion import generate
     warped = warped_sources(items, images, points)
     pts = np.array([it["points"] for it in items])
@@ -187,12 +185,18 @@ def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarr
     for s in [0.0, *strengths]:
         drawn = warped if s == 0 else generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items],
                                                resolution, steps, guidance, init_images=warped, strength=s)
-        nme = [metrics.nme_per_image(judge.predict(img, cr.box_from_landmarks(p, 0.0)).landmarks, p, "inter_ocular")
-               for img, p in zip(drawn, pts)]
-        rows.append({"strength": s, "faces": len(items), "alignment_nme": float(np.mean(nme)) * 100,
+        rows.append({"strength": s, "faces": len(items), "alignment_nme": float(judge_nme(judge, drawn, pts).mean()),
                      "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == wanted)) * 100})
         faces[s] = drawn
     return pd.DataFrame(rows), faces
+
+
+def judge_nme(judge, images, points: np.ndarray) -> np.ndarray:
+    """Per face: a judge's landmarks (in the landmark box) against `points`, inter-ocular NME in %."""
+    from ..core import crop as cr
+    from ..core import metrics
+    return np.array([metrics.nme_per_image(judge.predict(img, cr.box_from_landmarks(p, 0.0)).landmarks, p,
+                                           "inter_ocular") * 100 for img, p in zip(images, points)], np.float64)
 
 
 def choose_strength(table: pd.DataFrame, reference_nme: float, max_ratio: float) -> float:

@@ -7,7 +7,7 @@ import pytest
 from lib.data import datasets as ds
 from lib.evaluation import evaluate as ev
 from lib.data.procedural import render_face
-from tests.conftest import DATA_ROOT
+from tests.conftest import DATA_ROOT, write_synthetic_set
 
 
 @pytest.fixture
@@ -217,15 +217,6 @@ class _FixedStyle:
         return ["photo"] * len(images)
 
 
-def _synthetic_set(folder, faces, names, styles):
-    from lib.generator import synthesis
-    rows = []
-    for f, name, style in zip(faces, names, styles):
-        ds.save_image(folder / name, f.image)
-        ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks)
-        rows.append({"image": name, "style": style, "prompt": "", "edits": "", "seed": 0, "source": ""})
-    synthesis.write_manifest(folder, rows)
-
 
 def test_alignment_reports_edited_and_matched_unedited_faces(tmp_path):
     from lib.data.procedural import render_face
@@ -233,8 +224,8 @@ def test_alignment_reports_edited_and_matched_unedited_faces(tmp_path):
     faces = [render_face(i, "photo", 64) for i in range(6)]
     names = [f"{st}/{i:06d}.jpg" for i, st in enumerate(["photo", "photo", "photo", "cartoon", "cartoon", "ink"])]
     styles = [n.split("/")[0] for n in names]
-    _synthetic_set(tmp_path / "edited", faces, names, styles)
-    _synthetic_set(tmp_path / "unedited", [render_face(i + 10, "photo", 64) for i in (0, 3)], [names[0], names[3]],
+    write_synthetic_set(tmp_path / "edited", faces, names, styles)
+    write_synthetic_set(tmp_path / "unedited", [render_face(i + 10, "photo", 64) for i in (0, 3)], [names[0], names[3]],
                    [styles[0], styles[3]])
     det = MeanShape.fit(np.array([f.landmarks for f in faces]))
     table = ev.alignment(det, _FixedStyle(), {"g": tmp_path / "edited"}, {"g": tmp_path / "unedited"})

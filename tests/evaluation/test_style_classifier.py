@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lib.evaluation import style_classifier as sc
+from tests.conftest import write_synthetic_set
 from lib.data.procedural import render_face
 
 STYLES = ("photo", "sketch", "cartoon")
@@ -158,21 +159,11 @@ def test_missing_weights_package_names_it(monkeypatch):
         sc.load_mobilenet_v2()
 
 
-def _synthetic_set(folder, faces, names, styles):
-    from lib.data import datasets as ds
-    from lib.generator import synthesis
-    rows = []
-    for f, name, style in zip(faces, names, styles):
-        ds.save_image(folder / name, f.image)
-        ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks)
-        rows.append({"image": name, "style": style, "prompt": "", "edits": "", "seed": 0, "source": ""})
-    synthesis.write_manifest(folder, rows)
-
 
 def test_style_faces_bring_the_stage2_set_to_the_generator_resolution(tmp_path):
     faces = [render_face(i, "photo", 128) for i in range(20)]
     names = [f"{i:03d}.jpg" for i in range(20)]
-    _synthetic_set(tmp_path, faces, names, ["photo", "cartoon"] * 10)
+    write_synthetic_set(tmp_path, faces, names, ["photo", "cartoon"] * 10)
     (kept, kept_styles), (held, held_styles) = sc.style_faces(tmp_path, 0.3, resolution=32)
     assert len(kept) + len(held) == 20 and 0 < len(held) < 20  # a split by name hash (data_prep.holdout)
     assert {im.shape for im in kept + held} == {(32, 32, 3)}

@@ -82,6 +82,19 @@ def test_restyle_keeps_landmarks_and_geometric_transfer_moves_them(tmp_path):
     assert all(not np.allclose(out[r["image"]].landmarks, src[r["source"]].landmarks, atol=0.5) for r in rows)
 
 
+def _concat_generator(tmp_path, images, names):
+    """Untrained concat generators (one per name, each from its own seed) over a 1-step autoencoder."""
+    import torch
+    ae.train(images, np.zeros((0, RES, RES, 3), np.uint8), {"block_out_channels": [8, 16, 16], "norm_num_groups": 8,
+                                                            "resolution": RES},
+             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
+    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
+             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
+    for seed, name in enumerate(names):
+        torch.manual_seed(seed)
+        dm.save_generator(tmp_path / name, dm.build_components(model, tmp_path / "ae"))
+
+
 def test_plan_draws_from_the_named_edits_with_exaggeration(train_points):
     items = syn.plan(train_points, ["photo"], 12, RES, seed=1, edits=["chubby", "open_eyes", "exaggeration"])
     used = {n for r in items for n in r["edits"].split("+")}
@@ -97,12 +110,7 @@ def test_plan_draws_from_the_named_edits_with_exaggeration(train_points):
 def test_warp_first_synthesis_starts_from_the_warped_source_face(tmp_path, train_points):
     faces = [render_face(i, "photo", RES) for i in range(5)]
     images = np.array([f.image for f in faces])
-    ae.train(images, np.zeros((0, RES, RES, 3), np.uint8), {"block_out_channels": [8, 16, 16], "norm_num_groups": 8,
-                                                            "resolution": RES},
-             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
-    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
-             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
-    dm.save_generator(tmp_path / "gen", dm.build_components(model, tmp_path / "ae"))
+    _concat_generator(tmp_path, images, ["gen"])
     pipe = dm.load_generator(tmp_path / "gen")
     items = syn.plan(train_points, ["photo"], 3, RES)
     warped = syn.warped_sources(items, images, train_points)
@@ -141,12 +149,7 @@ def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train
 
     faces = [render_face(i, "photo", RES) for i in range(5)]
     images = np.array([f.image for f in faces])
-    ae.train(images, np.zeros((0, RES, RES, 3), np.uint8), {"block_out_channels": [8, 16, 16], "norm_num_groups": 8,
-                                                            "resolution": RES},
-             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
-    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
-             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
-    dm.save_generator(tmp_path / "gen", dm.build_components(model, tmp_path / "ae"))
+    _concat_generator(tmp_path, images, ["gen"])
     items = syn.sweep_items(train_points, ["photo", "cartoon"], 4, RES, seed=0)
     assert [it["style"] for it in items] == ["photo", "cartoon"] * 2 and len({it["seed"] for it in items}) == 4
     judge = Judge()
@@ -160,15 +163,7 @@ def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train
 
 
 def test_a_set_drawn_by_another_generator_is_set_aside_not_resumed(tmp_path, train_points):
-    ae.train(np.array([render_face(i, "photo", RES).image for i in range(4)]), np.zeros((0, RES, RES, 3), np.uint8),
-             {"block_out_channels": [8, 16, 16], "norm_num_groups": 8, "resolution": RES},
-             ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
-    model = {"resolution": RES, "max_prompt_tokens": 8, "conditioning": "concat",
-             "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
-    for name, seed in (("a", 0), ("b", 1)):
-        import torch
-        torch.manual_seed(seed)
-        dm.save_generator(tmp_path / name, dm.build_components(model, tmp_path / "ae"))
+    _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["a", "b"])
     items = syn.plan(train_points, ["photo"], 2, RES)
     first, second = (tmp_path / "set" / it["image"] for it in items)
     syn.synthesise(dm.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
