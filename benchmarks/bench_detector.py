@@ -22,7 +22,7 @@ from lib.data import datasets as ds
 from lib.detector import model as det
 from lib import pipeline
 from lib.evaluation import predictors as pr
-from lib.detector.hourglass import HourglassConfig, StackedHourglass
+from lib.detector.network import NetworkConfig, build_network
 from lib.data.procedural import render_face
 
 
@@ -44,9 +44,9 @@ def main():
     torch.set_num_threads(a.threads)
     folder = pipeline.ROOT / "models" / a.profile / "detector_real"
     if not (folder / "model.safetensors").exists():
-        cfg = HourglassConfig(**pipeline.load_params(a.profile)["detector"]["model"])
+        cfg = NetworkConfig(**pipeline.load_params(a.profile)["detector"]["model"])
         folder = Path(tempfile.mkdtemp()) / "untrained"
-        det.save_detector(folder, StackedHourglass(cfg).eval(), 0.25)
+        det.save_detector(folder, build_network(cfg).eval(), 0.25)
         print("(no trained detector for this profile: timing its network with random weights)")
     detector = det.Detector(folder)
     data, source = faces(a.profile, a.n)

@@ -4,11 +4,13 @@ Five packages, one per concern, with one-way imports (enforced by
 ``tests/test_architecture.py``)::
 
     core        landmark scheme, crop, metrics, checkpoints, the training scaffold,
-                the predictor interface and the face finder      imports nothing from lib
+                the predictor interface, the face finder, the ImageNet
+                MobileNetV2                                      imports nothing from lib
     data        dataset readers, data preparation, procedural faces      core
     generator   landmark condition, autoencoder, diffusion model, edits,
                 styles, synthesis                                        core, data
-    detector    hourglass network, heatmaps, losses, augmentation,
+    detector    networks (stacked hourglass; MobileNetV2 + PIPNet head),
+                heatmaps, losses, augmentation,
                 training, the detector folder as a predictor             core, data
     evaluation  peer predictors (dlib, mean shape), evaluation and tables,
                 alignment, style classifier, figures, the command line   everything above

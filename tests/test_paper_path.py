@@ -18,7 +18,7 @@ from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.data.procedural import render_face
 from lib.detector import training as det
-from lib.detector.hourglass import HourglassConfig
+from lib.detector.network import NetworkConfig
 from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors
 from lib.generator import diffusion as dm
@@ -158,7 +158,7 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
 
     # ---- 05 detector: real faces, then every fine-tune of the profile
     d = params["detector"]
-    mcfg = HourglassConfig(**d["model"])
+    mcfg = NetworkConfig(**d["model"])
     val_samples = ds.read_dataset(data_dir / "crops" / "val", "300w")
     train_faces, val_faces = det.FaceSet(train), det.FaceSet(val_samples)
     r = det.train(train_faces, val_faces, mcfg, det.TrainConfig.from_dict(d["train"]), models / "detector_real",

@@ -74,12 +74,35 @@ def crop(image: np.ndarray, box: Box, out_size: int, points: np.ndarray | None =
     Returns (crop, matrix, points_in_crop); points_in_crop is None without points.
     Map predictions back with `apply(invert(matrix), pred)`."""
     m = crop_matrix(box, out_size, angle)
-    # Shrinking by more than 2x aliases badly: blur first, as an area filter would.
     s = out_size / box.size
-    src = image
-    if s < 0.5:
-        sigma = 0.5 / s * 0.6
-        src = cv2.GaussianBlur(image, (0, 0), sigma)
-    out = cv2.warpAffine(src, m, (out_size, out_size), flags=cv2.INTER_LINEAR,
+    if s >= 0.5:
+        out = cv2.warpAffine(image, m, (out_size, out_size), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+        return out, m, None if points is None else apply(m, points)
+    # Shrinking by more than 2x aliases badly: blur first, as an area filter would. Only the
+    # part of the image the crop reads is blurred (its footprint, padded by the kernel's
+    # reach), so the cost follows the crop, not the image; the result is that of blurring
+    # the whole image.
+    sigma = 0.5 / s * 0.6
+    x0, y0, x1, y1 = roi(image.shape, m, out_size, pad=int(np.ceil(4 * sigma)) + 2)
+    if x1 <= x0 or y1 <= y0:  # the crop lies wholly outside the image
+        fill = border_value[:image.shape[2]] if image.ndim == 3 else border_value[0]
+        out = np.full((out_size, out_size) + image.shape[2:], fill, image.dtype)
+        return out, m, None if points is None else apply(m, points)
+    src = cv2.GaussianBlur(np.ascontiguousarray(image[y0:y1, x0:x1]), (0, 0), sigma)
+    shifted = m.copy()
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # crop coords of the region's pixels
+    out = cv2.warpAffine(src, shifted, (out_size, out_size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
     return out, m, None if points is None else apply(m, points)
+
+
+def roi(shape: tuple, matrix: np.ndarray, out_size: int, pad: int = 0) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the image pixels an `out_size` crop with `matrix` reads, grown
+    by `pad` pixels and clipped to an image of `shape` (empty when it lies outside)."""
+    corners = np.array([[-1, -1], [out_size, -1], [-1, out_size], [out_size, out_size]], np.float64)
+    src = apply(invert(matrix), corners)
+    h, w = shape[:2]
+    x0, y0 = np.floor(src.min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(src.max(axis=0)).astype(int) + pad + 1
+    return max(0, x0), max(0, y0), min(w, x1), min(h, y1)

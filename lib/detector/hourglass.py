@@ -4,37 +4,14 @@ then `stacks` hourglasses, each emitting one heatmap per landmark, with
 intermediate supervision and re-injection of the heatmaps into the next stack.
 
 STAR's published configuration: 4 stacks, 256 channels, depth 4, 256 px
-input, 64 px heatmaps, 68 points (``HourglassConfig.star()``)."""
+input, 64 px heatmaps, 68 points (``NetworkConfig.star()``)."""
 from __future__ import annotations
-
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-
-@dataclass
-class HourglassConfig:
-    stacks: int = 4
-    channels: int = 256
-    depth: int = 4
-    input_size: int = 256
-    heatmap_size: int = 64
-    points: int = 68
-    sigma: float = 1.5  # target Gaussian width, in heatmap pixels
-
-    @classmethod
-    def star(cls) -> "HourglassConfig":
-        return cls()
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> "HourglassConfig":
-        return cls(**json.loads(Path(path).read_text()))
+from . import heatmaps as hm
+from . import losses
 
 
 class Residual(nn.Module):
@@ -68,7 +45,10 @@ class Hourglass(nn.Module):
 
 
 class StackedHourglass(nn.Module):
-    def __init__(self, cfg: HourglassConfig):
+    """The ``hourglass`` network of ``lib.detector.network`` (its interface: forward,
+    ``landmarks``, ``loss``)."""
+
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         c = cfg.channels
@@ -105,3 +85,17 @@ class StackedHourglass(nn.Module):
             if i < len(self.heads) - 1:
                 x = x + self.merge_features[i](y) + self.merge_heatmaps[i](h)
         return outputs
+
+    def landmarks(self, outputs) -> torch.Tensor:
+        """(N, K, 2) crop pixels, decoded (sub-pixel) from the last stack's heatmaps."""
+        cfg = self.cfg
+        return hm.from_heatmap(hm.decode(outputs[-1]), cfg.input_size, cfg.heatmap_size)
+
+    def loss(self, outputs, points: torch.Tensor, train_cfg) -> torch.Tensor:
+        """``losses.detector_loss`` (``train_cfg.loss``: star | awing | mse) against Gaussian
+        heatmaps of `points` (N, K, 2) in crop pixels."""
+        cfg = self.cfg
+        target_pts = hm.to_heatmap(points, cfg.input_size, cfg.heatmap_size)
+        target = hm.encode(target_pts, cfg.heatmap_size, cfg.sigma)
+        return losses.detector_loss(outputs, target, target_pts, train_cfg.loss, train_cfg.star_weight,
+                                    train_cfg.star_w)

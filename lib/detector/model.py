@@ -6,7 +6,8 @@ A detector folder holds ``config.json`` (network, crop margin, normalisation),
 validation NME); ``checkpoints/last.safetensors`` holds what resuming needs.
 
 ``load_detector`` checks a folder before use: config.json against its schema
-(``model``: the network, every ``HourglassConfig`` field; ``margin`` in [0, 1];
+(``model``: the network, every ``NetworkConfig`` field, ``arch`` and ``pretrained``
+optional for folders written before there was a choice; ``margin`` in [0, 1];
 ``mean``/``std``: the RGB normalisation, used at prediction; optional
 ``training``: notes of the run), model.safetensors readable, its tensor names
 and shapes those of the network, every weight finite. Any problem raises
@@ -26,8 +27,7 @@ from safetensors.torch import load_file, save_file
 from ..core import crop as cr
 from ..core.faces import FaceFinder
 from ..core.predictor import Prediction, Predictor
-from . import heatmaps as hm
-from .hourglass import HourglassConfig, StackedHourglass
+from .network import ARCHS, NetworkConfig, build_network
 
 # The normalisation new detectors are trained with; a saved detector uses the
 # ``mean`` and ``std`` of its own config.json.
@@ -42,18 +42,17 @@ def to_tensor(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD
 
 
 @torch.inference_mode()
-def predict_crops(model: StackedHourglass, images: np.ndarray, batch_size: int = 64,
+def predict_crops(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
                   mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
-    """Landmarks in crop pixels for (N, S, S, 3) crops."""
-    cfg = model.cfg
+    """Landmarks in crop pixels for (N, S, S, 3) crops, by any network of ``lib.detector.network``."""
     out = []
     for i in range(0, len(images), batch_size):
-        heat = model(to_tensor(images[i:i + batch_size], mean, std))[-1]
-        out.append(hm.from_heatmap(hm.decode(heat), cfg.input_size, cfg.heatmap_size).numpy())
+        x = to_tensor(images[i:i + batch_size], mean, std)
+        out.append(model.landmarks(model(x)).numpy())
     return np.concatenate(out).astype(np.float64)
 
 
-def save_detector(folder: Path, model: StackedHourglass, margin: float, extra: dict | None = None) -> None:
+def save_detector(folder: Path, model: torch.nn.Module, margin: float, extra: dict | None = None) -> None:
     """Write the detector folder; `extra` (e.g. the selected step) goes under ``training``."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
@@ -92,7 +91,7 @@ def _typed(v, kind) -> bool:
     return _is_number(v, kind) if kind in (int, float) else isinstance(v, kind)
 
 
-def check_config(config, where: str) -> HourglassConfig:
+def check_config(config, where: str) -> NetworkConfig:
     """The network config of a detector's config.json, or BadDetectorFolder saying what is wrong."""
     def bad(msg):
         return BadDetectorFolder(f"{where}: {msg}")
@@ -119,18 +118,27 @@ def check_config(config, where: str) -> HourglassConfig:
     if not all(x > 0 for x in config["std"]):
         raise bad(f"config.json: 'std' {config['std']} must be positive")
     net = config["model"]
-    names = {f.name: f.type for f in fields(HourglassConfig)}
-    unknown, missing = sorted(set(net) - set(names)), sorted(set(names) - set(net))
+    names = {f.name: f.type for f in fields(NetworkConfig)}
+    optional = {"arch", "pretrained"}  # absent in folders written when the hourglass was the only network
+    unknown, missing = sorted(set(net) - set(names)), sorted(set(names) - set(net) - optional)
     if unknown or missing:
         raise bad(f"config.json: 'model' keys: unknown {unknown}, missing {missing}")
     for k, v in net.items():
+        if k == "arch":
+            if v not in ARCHS:
+                raise bad(f"config.json: model.arch is {v!r}, expected one of {list(ARCHS)}")
+            continue
+        if k == "pretrained":
+            if not isinstance(v, bool):
+                raise bad(f"config.json: model.pretrained is {v!r}, expected true or false")
+            continue
         kind = float if names[k] in (float, "float") else int
         if not _is_number(v, kind) or v <= 0:
             raise bad(f"config.json: model.{k} is {v!r}, expected a positive {kind.__name__}")
-    return HourglassConfig(**net)
+    return NetworkConfig(**net)
 
 
-def load_detector(folder: str | Path) -> tuple[StackedHourglass, dict]:
+def load_detector(folder: str | Path) -> tuple[torch.nn.Module, dict]:
     """Load and check a detector folder: every problem (a missing or unreadable file,
     a config.json off the schema, weights that do not fit the network or are not
     finite) raises BadDetectorFolder naming the folder and the problem."""
@@ -145,7 +153,7 @@ def load_detector(folder: str | Path) -> tuple[StackedHourglass, dict]:
         raise BadDetectorFolder(f"{folder}: config.json unreadable ({exc})") from None
     mcfg = check_config(config, str(folder))
     try:
-        model = StackedHourglass(mcfg)
+        model = build_network(mcfg, pretrained=False)  # the folder's weights follow
     except ValueError as exc:
         raise BadDetectorFolder(f"{folder}: config.json: {exc}") from None
     try:

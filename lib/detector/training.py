@@ -16,10 +16,8 @@ from ..core import metrics
 from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
 from ..data import data_prep
 from ..data import datasets as ds
-from . import heatmaps as hm
-from . import losses
 from .augment import AugmentConfig, augment
-from .hourglass import HourglassConfig, StackedHourglass
+from .network import NetworkConfig, build_network
 from .model import load_detector, predict_crops, save_detector, to_tensor
 
 
@@ -91,7 +89,8 @@ def batch_faces(step: int, faces: FaceSet, cfg: TrainConfig, pools: dict[str, Fa
     return out
 
 
-def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, mcfg: HourglassConfig, step: int):
+def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, mcfg: NetworkConfig, step: int):
+    """Augmented crops (N, 3, S, S) and their landmarks (N, K, 2) in crop pixels."""
     imgs, pts = [], []
     for j, (image, points) in enumerate(pairs):
         rng = np.random.default_rng([cfg.seed, step, j])
@@ -99,8 +98,7 @@ def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, mcfg: H
         img, p = augment(image, points, box, mcfg.input_size, rng, cfg.augment)
         imgs.append(img)
         pts.append(p)
-    target = hm.to_heatmap(torch.tensor(np.array(pts), dtype=torch.float32), mcfg.input_size, mcfg.heatmap_size)
-    return to_tensor(np.array(imgs)), target
+    return to_tensor(np.array(imgs)), torch.tensor(np.array(pts), dtype=torch.float32)
 
 
 def validation_crops(faces: FaceSet, size: int, margin: float):
@@ -114,7 +112,7 @@ def validation_crops(faces: FaceSet, size: int, margin: float):
 
 # ------------------------------------------------------------------ training
 
-def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: TrainConfig, out: str | Path,
+def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: TrainConfig, out: str | Path,
           init: str | Path | None = None, stop_at: int | None = None, progress: bool = True,
           pools: dict[str, FaceSet] | None = None) -> TrainResult:
     """Train (or fine-tune from the detector folder `init`) and write the detector
@@ -124,7 +122,7 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
     ``cfg.mix`` draws a fixed share of every batch from (``batch_faces``)."""
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
-    model = StackedHourglass(mcfg)
+    model = build_network(mcfg, pretrained=None if init is None else False)
     if init is not None:
         init_model, _ = load_detector(init)
         model.load_state_dict(init_model.state_dict())
@@ -142,10 +140,9 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: HourglassConfig, cfg: 
     val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
     model.train()
     for step in run:
-        x, target_pts = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step)
-        target = hm.encode(target_pts, mcfg.heatmap_size, mcfg.sigma)
+        x, points = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step)
         lr = opt.param_groups[0]["lr"]
-        loss = losses.detector_loss(model(x), target, target_pts, cfg.loss, cfg.star_weight, cfg.star_w)
+        loss = model.loss(model(x), points, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -166,7 +163,7 @@ def _label(out: Path) -> str:
     return f"{out.parent.name}/{out.name}" if out.name.startswith("seed") else out.name
 
 
-def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: HourglassConfig, train_cfg: dict,
+def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: NetworkConfig, train_cfg: dict,
              out: str | Path, init: str | Path, seeds: list[int], holdout: float,
              errors: list | None = None, progress: bool = True,
              pools: dict[str, list[ds.Sample]] | None = None) -> dict[int, TrainResult]:
@@ -185,7 +182,7 @@ def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: Hourg
     return results
 
 
-def _averaged(ema: EMAModel, model: StackedHourglass, averaged: StackedHourglass) -> None:
+def _averaged(ema: EMAModel, model: torch.nn.Module, averaged: torch.nn.Module) -> None:
     """`averaged` = the EMA of `model`'s weights, with `model`'s normalisation statistics."""
     averaged.load_state_dict(model.state_dict())
     ema.copy_to(averaged.parameters())

@@ -37,3 +37,38 @@ def test_scaled_crop_keeps_point_on_blob():
     ys, xs = np.mgrid[:64, :64]
     centroid = np.array([(g * xs).sum(), (g * ys).sum()]) / g.sum()
     np.testing.assert_allclose(centroid, pts[0], atol=0.15)
+
+
+def _crop_of_blurred_image(image, box, size, angle=0.0):
+    """The crop as it was defined before it read only its region: blur the whole image, warp."""
+    import cv2
+    s = size / box.size
+    src = cv2.GaussianBlur(image, (0, 0), 0.5 / s * 0.6)
+    return cv2.warpAffine(src, cr.crop_matrix(box, size, angle), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(127, 127, 127))
+
+
+@pytest.mark.parametrize("box,angle", [(cr.Box(300, 240, 200), 0.0), (cr.Box(300, 240, 200), 30.0),
+                                       (cr.Box(40, 30, 180), 15.0),     # reads past the image's corner
+                                       (cr.Box(600, 420, 400), 0.0)])   # larger than the image's edge
+def test_shrinking_crop_blurs_only_its_region_with_the_same_result(box, angle):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    out, _, _ = cr.crop(image, box, 64, angle=angle)
+    diff = np.abs(out.astype(int) - _crop_of_blurred_image(image, box, 64, angle).astype(int))
+    # the same up to OpenCV's fixed-point interpolation of a shifted matrix: at most 1 grey level
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.005
+
+
+def test_crop_wholly_outside_the_image_is_the_border_colour():
+    image = np.zeros((100, 100, 3), np.uint8)
+    out, _, _ = cr.crop(image, cr.Box(1000, 1000, 300), 32)
+    assert out.shape == (32, 32, 3) and (out == 127).all()
+
+
+def test_roi_covers_the_rotated_crop():
+    box = cr.Box(300, 240, 200)
+    m = cr.crop_matrix(box, 64, 45.0)
+    x0, y0, x1, y1 = cr.roi((480, 640), m, 64)
+    half_diag = 100 * np.sqrt(2)
+    assert x0 <= 300 - half_diag and x1 >= 300 + half_diag and y0 <= 240 - half_diag and y1 >= 240 + half_diag

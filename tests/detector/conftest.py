@@ -4,9 +4,9 @@ import pytest
 from lib.data import datasets as ds
 from lib.data.procedural import render_face
 from lib.detector import training as tr
-from lib.detector.hourglass import HourglassConfig
+from lib.detector.network import NetworkConfig
 
-MCFG = HourglassConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, sigma=1.0)
+MCFG = NetworkConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, sigma=1.0)
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from lib.detector.hourglass import HourglassConfig, StackedHourglass
+from lib.detector.hourglass import StackedHourglass
+from lib.detector.network import NetworkConfig
 
 CONFIGS = [
-    HourglassConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, points=68),
-    HourglassConfig(stacks=2, channels=16, depth=3, input_size=64, heatmap_size=16, points=68),
-    HourglassConfig(stacks=2, channels=8, depth=1, input_size=16, heatmap_size=16, points=5),
+    NetworkConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, points=68),
+    NetworkConfig(stacks=2, channels=16, depth=3, input_size=64, heatmap_size=16, points=68),
+    NetworkConfig(stacks=2, channels=8, depth=1, input_size=16, heatmap_size=16, points=5),
 ]
 
 
@@ -25,12 +26,12 @@ def test_forward_backward(cfg):
 
 
 def test_star_configuration_is_the_published_one():
-    c = HourglassConfig.star()
+    c = NetworkConfig.star()
     assert (c.stacks, c.channels, c.input_size, c.heatmap_size, c.points) == (4, 256, 256, 64, 68)
 
 
 def test_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="input_size / heatmap_size"):
-        StackedHourglass(HourglassConfig(input_size=100, heatmap_size=32))
+        StackedHourglass(NetworkConfig(input_size=100, heatmap_size=32))
     with pytest.raises(ValueError, match="divisible"):
-        StackedHourglass(HourglassConfig(input_size=64, heatmap_size=16, depth=5))
+        StackedHourglass(NetworkConfig(input_size=64, heatmap_size=16, depth=5))

@@ -5,6 +5,7 @@ import torch
 from lib.core import crop as cr
 from lib.data import datasets as ds
 from lib.detector import model as det
+from lib.detector.network import build_network
 from lib.detector import training as tr
 from lib.data.procedural import render_face
 
@@ -64,9 +65,8 @@ def test_image_only_mode_with_a_detector_folder(faces, tmp_path):
 @pytest.fixture
 def folder(tmp_path):
     """A saved (untrained) detector folder."""
-    from lib.detector.hourglass import StackedHourglass
     torch.manual_seed(0)
-    det.save_detector(tmp_path / "d", StackedHourglass(MCFG).eval(), 0.25, {"selected_step": 3})
+    det.save_detector(tmp_path / "d", build_network(MCFG).eval(), 0.25, {"selected_step": 3})
     return tmp_path / "d"
 
 
@@ -76,6 +76,12 @@ def _edit_config(folder, edit):
     cfg = json.loads(path.read_text())
     edit(cfg)
     path.write_text(json.dumps(cfg))
+
+
+def test_folder_written_before_the_choice_of_network_loads_as_an_hourglass(folder):
+    _edit_config(folder, lambda c: [c["model"].pop("arch"), c["model"].pop("pretrained")])
+    model, _ = det.load_detector(folder)
+    assert model.cfg.arch == "hourglass" and type(model).__name__ == "StackedHourglass"
 
 
 def test_saved_folder_loads_and_predicts_with_its_own_normalisation(folder, monkeypatch):
@@ -106,6 +112,9 @@ def test_saved_folder_loads_and_predicts_with_its_own_normalisation(folder, monk
     (lambda c: c["model"].update(stacks=2), "does not fit the network"),
     (lambda c: c["model"].update(channels=8), "has shape (16,), the network of config.json expects (8,)"),
     (lambda c: c["model"].update(points=5), "has shape"),
+    (lambda c: c["model"].update(arch="resnet"), "model.arch is 'resnet', expected one of ['hourglass', 'mobilenet']"),
+    (lambda c: c["model"].update(pretrained="yes"), "model.pretrained is 'yes', expected true or false"),
+    (lambda c: c["model"].update(arch="mobilenet"), "mobilenet: input_size / heatmap_size must be 8, 16 or 32"),
 ])
 def test_config_off_the_schema_is_one_clear_error(folder, edit, says):
     _edit_config(folder, edit)
@@ -118,13 +127,13 @@ def test_unreadable_or_broken_weights_are_one_clear_error(folder):
     (folder / "config.json").write_text("{not json")
     with pytest.raises(det.BadDetectorFolder, match="config.json unreadable"):
         det.load_detector(folder)
-    det.save_detector(folder, det.StackedHourglass(MCFG), 0.25)
+    det.save_detector(folder, build_network(MCFG), 0.25)
     weights = folder / "model.safetensors"
     good = weights.read_bytes()
     weights.write_bytes(good[:len(good) // 2])
     with pytest.raises(det.BadDetectorFolder, match="model.safetensors unreadable"):
         det.load_detector(folder)
-    model = det.StackedHourglass(MCFG)
+    model = build_network(MCFG)
     with torch.no_grad():
         model.heads[0].bias[3] = float("nan")
     det.save_detector(folder, model, 0.25)

@@ -1,4 +1,4 @@
-"""Tests for lib.style_classifier: the MobileNetV2 port, embeddings and the style classifier."""
+"""Tests for lib.evaluation.style_classifier: the ImageNet backbone's answers, embeddings, the classifier."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,6 @@ from tests.conftest import write_synthetic_set
 from lib.data.procedural import render_face
 
 STYLES = ("photo", "sketch", "cartoon")
-TORCHVISION_PARAMS = 3_504_872  # sum(p.numel() for p in torchvision.models.mobilenet_v2().parameters())
 WINDOW_SCREEN, WINDOW_SHADE = 904, 905  # ImageNet-1k class indices
 
 
@@ -41,14 +40,6 @@ def _blinds(size: int = 128, period: int = 16) -> np.ndarray:
     for y in range(0, size, period):
         img[y:y + period // 2] = 200
     return img
-
-
-def test_state_dict_loads_strictly_with_torchvision_parameter_count(model):
-    assert not model.training
-    assert sum(p.numel() for p in model.parameters()) == TORCHVISION_PARAMS
-    state = torch.load(sc.weights_path(), map_location="cpu", weights_only=True)
-    assert list(model.state_dict()) == list(state)  # same keys in the same order
-    assert torch.equal(model.state_dict()["features.18.0.weight"], state["features.18.0.weight"])
 
 
 def test_imagenet_head_is_confident_and_sensible(model):
@@ -151,13 +142,6 @@ def test_load_missing_files_names_them(fitted, tmp_path):
     (tmp_path / sc.CONFIG_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="config.json"):
         sc.StyleClassifier.load(tmp_path)
-
-
-def test_missing_weights_package_names_it(monkeypatch):
-    monkeypatch.setattr(sc.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ImportError, match=sc.WEIGHTS_PACKAGE):
-        sc.load_mobilenet_v2()
-
 
 
 def test_style_faces_bring_the_stage2_set_to_the_generator_resolution(tmp_path):
