@@ -2,7 +2,10 @@
 predict, map back (no face detection), next to dlib's 68-point predictor on
 the same faces and boxes. Prints figures; asserts nothing.
 
-    ./study run python -m benchmarks.bench_detector --profile cpu [--threads 2]
+    ./study run python -m benchmarks.bench_detector --profile cpu [--threads 1]
+
+One thread by default: dlib's predictor runs on one, and at batch 1 a second torch
+thread mostly adds synchronisation (and collapses when another process holds a core).
 
 Uses the profile's trained detector (models/<profile>/detector_real) if it
 exists, else the profile's network with random weights (same speed)."""
@@ -39,7 +42,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     folder = pipeline.ROOT / "models" / a.profile / "detector_real"
@@ -53,6 +56,7 @@ def main():
     c = detector.model.cfg
     params = sum(p.numel() for p in detector.model.parameters()) / 1e6
     print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}")
+    speeds = []
     for name, p in ((f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)",
                      detector), ("dlib 68-point shape predictor", pr.Dlib("landmarks"))):
         for img, pts in data[:5]:
@@ -62,6 +66,13 @@ def main():
             p.predict(img, cr.box_from_landmarks(pts, 0.0))
         dt = time.perf_counter() - t0
         print(f"{name}: {len(data) / dt:.1f} faces/s ({dt / len(data) * 1000:.2f} ms/face, batch 1)")
+        speeds.append(len(data) / dt)
+    t0 = time.perf_counter()
+    for img, pts in data:  # the crop alone, as the detector makes it
+        cr.crop(img, cr.grow(cr.box_from_landmarks(pts, 0.0), detector.margin), c.input_size)
+    crop_ms = (time.perf_counter() - t0) / len(data) * 1000
+    print(f"of which the crop: {crop_ms:.2f} ms/face ({crop_ms * speeds[0] / 10:.0f}% of the detector's time)")
+    print(f"detector / dlib speed: {speeds[0] / speeds[1]:.2f}x")
 
 
 if __name__ == "__main__":

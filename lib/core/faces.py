@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .crop import Box
+from .crop import Box, box_from_landmarks
 
 SHIFT_Y = 0.08  # dlib's box centre sits this fraction of its side above the landmark box centre
 
@@ -59,3 +59,22 @@ class FaceFinder:
         if near is not None:
             return min(boxes, key=lambda b: np.hypot(b.cx - near.cx, b.cy - near.cy))
         return max(boxes, key=lambda b: b.size)
+
+
+def box_errors(finder: FaceFinder, images, points, limit: int | None = None, seed: int = 0) -> np.ndarray:
+    """How the face finder's boxes differ from the tight landmark boxes of annotated faces:
+    (n, 3) rows of (dx, dy) / landmark box side and log(finder side / landmark side), one
+    per face it finds (the detection nearest the annotation). `limit`: measure at most
+    that many faces, drawn with `seed`. Detector training draws its box jitter from these
+    rows so that it sees the boxes it will be given (``AugmentConfig.detector_boxes``)."""
+    idx = np.arange(len(images))
+    if limit is not None and len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+    rows = []
+    for i in idx:
+        truth = box_from_landmarks(points[i], 0.0)
+        found = finder.find(images[i], truth)
+        if found is not None:
+            rows.append(((found.cx - truth.cx) / truth.size, (found.cy - truth.cy) / truth.size,
+                         np.log(found.size / truth.size)))
+    return np.array(rows, np.float64).reshape(-1, 3)

@@ -22,14 +22,27 @@ class AugmentConfig:
     blur: float = 0.2  # probability
     occlusion: float = 0.3  # probability of one random rectangle
     colour: float = 0.3  # brightness / contrast / saturation jitter amplitude
+    # probability that the box is displaced as the face finder would place it: by a (dx, dy,
+    # log scale) error drawn from those measured on the training faces (``faces.box_errors``),
+    # instead of the uniform translate / scale jitter
+    detector_boxes: float = 0.0
 
 
 def augment(image: np.ndarray, points: np.ndarray, box: cr.Box, out_size: int, rng: np.random.Generator,
-            cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Return an augmented `out_size` crop of `image` around `box` and its landmarks."""
-    size = box.size * rng.uniform(1 - cfg.scale, 1 + cfg.scale)
-    t = rng.uniform(-cfg.translate, cfg.translate, 2) * box.size
-    jittered = cr.Box(box.cx + t[0], box.cy + t[1], size)
+            cfg: AugmentConfig, box_errors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return an augmented `out_size` crop of `image` around `box` (the landmark box grown
+    by the crop margin) and its landmarks. `box_errors`: the finder's measured errors, in
+    units of the tight landmark box, that ``cfg.detector_boxes`` draws from."""
+    if cfg.detector_boxes and rng.random() < cfg.detector_boxes:
+        if box_errors is None or not len(box_errors):
+            raise ValueError("detector_boxes > 0 needs the face finder's measured box errors (faces.box_errors)")
+        dx, dy, log_scale = box_errors[rng.integers(len(box_errors))]
+        tight = cr.box_from_landmarks(points, 0.0).size
+        jittered = cr.Box(box.cx + dx * tight, box.cy + dy * tight, box.size * np.exp(log_scale))
+    else:
+        size = box.size * rng.uniform(1 - cfg.scale, 1 + cfg.scale)
+        t = rng.uniform(-cfg.translate, cfg.translate, 2) * box.size
+        jittered = cr.Box(box.cx + t[0], box.cy + t[1], size)
     angle = rng.uniform(-cfg.rotate, cfg.rotate)
     img, _, pts = cr.crop(image, jittered, out_size, points, angle=angle)
     if rng.random() < cfg.flip:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from diffusers.training_utils import EMAModel
 
@@ -89,16 +90,27 @@ def batch_faces(step: int, faces: FaceSet, cfg: TrainConfig, pools: dict[str, Fa
     return out
 
 
-def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, mcfg: NetworkConfig, step: int):
+def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, mcfg: NetworkConfig, step: int,
+           box_errors: np.ndarray | None = None):
     """Augmented crops (N, 3, S, S) and their landmarks (N, K, 2) in crop pixels."""
     imgs, pts = [], []
     for j, (image, points) in enumerate(pairs):
         rng = np.random.default_rng([cfg.seed, step, j])
         box = cr.box_from_landmarks(points, cfg.margin)
-        img, p = augment(image, points, box, mcfg.input_size, rng, cfg.augment)
+        img, p = augment(image, points, box, mcfg.input_size, rng, cfg.augment, box_errors)
         imgs.append(img)
         pts.append(p)
     return to_tensor(np.array(imgs)), torch.tensor(np.array(pts), dtype=torch.float32)
+
+
+BOX_SAMPLE = 1000  # training faces the face finder's box errors are measured on
+
+
+def measure_box_errors(faces: FaceSet, seed: int = 0) -> np.ndarray:
+    """The face finder's box errors on (at most BOX_SAMPLE of) the training faces
+    (``lib.core.faces.box_errors``), for ``AugmentConfig.detector_boxes``."""
+    from ..core.faces import FaceFinder, box_errors
+    return box_errors(FaceFinder(), faces.images, faces.points, limit=BOX_SAMPLE, seed=seed)
 
 
 def validation_crops(faces: FaceSet, size: int, margin: float):
@@ -122,6 +134,10 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
     ``cfg.mix`` draws a fixed share of every batch from (``batch_faces``)."""
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
+    box_errors = measure_box_errors(train_faces, cfg.seed) if cfg.augment.detector_boxes else None
+    if box_errors is not None and not len(box_errors):
+        raise ValueError(f"{out}: augment.detector_boxes is {cfg.augment.detector_boxes}, but the face finder "
+                         "found none of the training faces to measure its boxes on")
     model = build_network(mcfg, pretrained=None if init is None else False)
     if init is not None:
         init_model, _ = load_detector(init)
@@ -134,13 +150,17 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
                             "data": fingerprint(train_faces.images, train_faces.points),
                             "val": fingerprint(val_faces.images, val_faces.points),
                             "init_weights": fingerprint(Path(init)) if init is not None else None,
-                            **({"pools": {k: fingerprint(v.images, v.points) for k, v in pools.items()}} if pools else {})},
+                            **({"pools": {k: fingerprint(v.images, v.points) for k, v in pools.items()}} if pools else {}),
+                            **({"box_errors": fingerprint(box_errors)} if box_errors is not None else {})},
                       cfg.steps, cfg.checkpoint_every, f"train {_label(out)}", stop_at, progress)
     run.resume({"model": model}, opt, sched, ema, state={"best": {"nme": float("inf"), "step": -1}})
+    if box_errors is not None:  # what the jitter drew from, for the reader
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(box_errors, columns=["dx", "dy", "log_scale"]).to_csv(out / "box_errors.csv", index=False)
     val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
     model.train()
     for step in run:
-        x, points = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step)
+        x, points = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step, box_errors)
         lr = opt.param_groups[0]["lr"]
         loss = model.loss(model(x), points, cfg)
         opt.zero_grad(set_to_none=True)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lib.core import crop as cr
-from lib.core.faces import FaceFinder, box_from_rect, rect_from_box
+from lib.core.faces import FaceFinder, box_errors, box_from_rect, rect_from_box
 from lib.data.procedural import render_face
 
 
@@ -35,3 +35,20 @@ def test_large_image_is_downscaled_and_box_mapped_back():
     assert box is not None
     assert 0.7 < box.size / truth.size < 1.4
     assert np.hypot(box.cx - truth.cx, box.cy - truth.cy) < 0.15 * truth.size
+
+
+def test_box_errors_measure_the_finder_against_the_landmark_box():
+    faces = [render_face(i, "photo", 256) for i in range(6)]
+    blank = np.zeros((256, 256, 3), np.uint8)  # no face: no row
+    images = [f.image for f in faces] + [blank]
+    points = [f.landmarks for f in faces] + [faces[0].landmarks]
+    rows = box_errors(FaceFinder(), images, points)
+    assert rows.shape[1] == 3 and 3 <= len(rows) <= 6
+    assert np.abs(rows[:, :2]).max() < 0.3 and np.abs(rows[:, 2]).max() < 0.5  # the finder frames the face
+    # the errors are what the finder's box is: the landmark box displaced and scaled by them
+    truth = cr.box_from_landmarks(points[0], 0.0)
+    found = FaceFinder().find(images[0], truth)
+    if found is not None:
+        np.testing.assert_allclose(rows[0], [(found.cx - truth.cx) / truth.size, (found.cy - truth.cy) / truth.size,
+                                             np.log(found.size / truth.size)])
+    assert len(box_errors(FaceFinder(), images, points, limit=2)) <= 2

@@ -117,3 +117,22 @@ def test_a_finished_run_on_other_data_is_trained_again_not_resumed(faces, sample
     other = tr.FaceSet(samples[2:])  # as many faces, other ones
     redo = tr.train(other, val, MCFG, _cfg(), tmp_path / "r", progress=False)
     assert redo.steps_run == 6 and redo.resumed_from == 0
+
+
+def test_detector_box_jitter_is_measured_on_the_training_faces(tmp_path):
+    import pandas as pd
+    import pytest
+    from lib.detector.augment import AugmentConfig
+    from lib.data.procedural import render_face
+    rendered = [render_face(400 + i, "photo", 192) for i in range(4)]
+    faces = tr.FaceSet([])
+    faces.images, faces.points = [f.image for f in rendered], [f.landmarks for f in rendered]
+    cfg = _cfg(steps=2, val_every=2)
+    cfg.augment = AugmentConfig(detector_boxes=0.5)
+    tr.train(faces, faces, MCFG, cfg, tmp_path / "d", progress=False)
+    rows = pd.read_csv(tmp_path / "d" / "box_errors.csv")
+    assert list(rows.columns) == ["dx", "dy", "log_scale"] and 1 <= len(rows) <= 4
+    blank = tr.FaceSet([])
+    blank.images, blank.points = [np.zeros((192, 192, 3), np.uint8)] * 2, faces.points[:2]
+    with pytest.raises(ValueError, match="found none of the training faces"):
+        tr.train(blank, faces, MCFG, cfg, tmp_path / "e", progress=False)

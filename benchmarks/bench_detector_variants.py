@@ -1,0 +1,155 @@
+"""Detector designs at equal CPU time, on the validation split: each variant trains the
+real-only detector from scratch (or from ImageNet) for the same wall-clock budget on the
+profile's training faces, then is scored on the real validation faces with the landmark
+box and with the face finder's box, and timed at batch 1 (crop included) beside dlib's
+68-point predictor in the same process. Prints figures; asserts nothing.
+
+    ./study run python -m benchmarks.bench_detector_variants --profile cpu --minutes 7 \
+        --out results/cpu/detector_variants
+
+Steps per variant = budget / seconds per step, measured by a short probe of that variant
+(validation and checkpoints included in the budget at their profile intervals), so every
+learning-rate schedule runs to its end. Models go to a scratch folder (``--work``); test
+sets are never read.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lib import pipeline
+from lib.core import crop as cr
+from lib.data import datasets as ds
+from lib.detector import model as det
+from lib.detector import training as tr
+from lib.detector.network import NetworkConfig
+from lib.evaluation import evaluate as ev
+from lib.evaluation import predictors as pr
+
+from .bench_generator import with_settings, write_table
+
+PROBE_STEPS = 12
+# name -> settings over the profile's detector section (model.* and train.*)
+VARIANTS = {
+    "hourglass 64 px / 16": {},
+    "hourglass 96 px / 24": {"model.input_size": 96, "model.heatmap_size": 24},
+    "hourglass 128 px / 32": {"model.input_size": 128, "model.heatmap_size": 32},
+    "hourglass 64 px / 16, 2 stacks": {"model.stacks": 2},
+    "mobilenet 128 px / 8 (ImageNet)": {"model.arch": "mobilenet", "model.channels": 128, "model.input_size": 128,
+                                        "model.heatmap_size": 8, "train.lr": 1.0e-3},
+    "mobilenet 96 px / 6 (ImageNet)": {"model.arch": "mobilenet", "model.channels": 128, "model.input_size": 96,
+                                       "model.heatmap_size": 6, "train.lr": 1.0e-3},
+    "mobilenet 128 px / 8 (from scratch)": {"model.arch": "mobilenet", "model.channels": 128, "model.input_size": 128,
+                                            "model.heatmap_size": 8, "model.pretrained": False, "train.lr": 1.0e-3},
+}
+DETECTOR_BOXES = {"train.augment.detector_boxes": 0.5}  # --detector-boxes: half the crops framed as the finder would
+
+
+def seconds_per_step(mcfg: NetworkConfig, train: dict, faces: tr.FaceSet, work: Path) -> float:
+    probe = work / "probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    cfg = tr.TrainConfig.from_dict({**train, "steps": PROBE_STEPS, "warmup": 0, "checkpoint_every": 10 ** 6,
+                                    "val_every": 10 ** 6, "augment": {**train["augment"], "detector_boxes": 0.0}})
+    small = tr.FaceSet([])
+    small.images, small.points = faces.images[:64], faces.points[:64]
+    h = tr.train(small, small, mcfg, cfg, probe, progress=False).history
+    shutil.rmtree(probe)
+    return float(np.diff(h["seconds"].to_numpy())[2:].mean())  # the first steps warm up
+
+
+def speed(predictor, samples: list[ds.Sample], threads: int = 1) -> float:
+    """Faces per second at batch 1 with the landmark box (crop, predict, map back), on
+    `threads` torch threads (dlib's predictor runs on one; at batch 1 a second thread
+    mostly adds synchronisation)."""
+    data = [(ds.load_image(s.image_path), cr.box_from_landmarks(s.landmarks, 0.0)) for s in samples]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for img, box in data[:5]:
+            predictor.predict(img, box)
+        t0 = time.perf_counter()
+        for img, box in data:
+            predictor.predict(img, box)
+        return len(data) / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--minutes", type=float, default=7.0, help="training budget of every variant")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
+    ap.add_argument("--detector-boxes", nargs="*", default=[], help="variants also run with detector-box jitter")
+    ap.add_argument("--speed-faces", type=int, default=200)
+    ap.add_argument("--work", default="/tmp/bench_detector_variants", help="scratch folder for the models")
+    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    args = ap.parse_args(argv)
+
+    detector = pipeline.load_params(args.profile)["detector"]
+    crops = pipeline.data_dir(args.profile) / "crops"
+    if not (crops / "train").is_dir():
+        raise SystemExit(f"needs {crops}/train and val: run notebook 01 of profile {args.profile} first")
+    errors: list[str] = []
+    train_faces = tr.FaceSet(ds.read_dataset(crops / "train", "300w", errors), errors)
+    val_samples = ds.read_dataset(crops / "val", "300w", errors)
+    val_faces = tr.FaceSet(val_samples, errors)
+    for e in errors:
+        print("skipped:", e)
+    torch.set_num_threads(detector["train"].get("threads") or torch.get_num_threads())
+    dlib = pr.Dlib("landmarks")
+    speed_samples = val_samples[:args.speed_faces]
+    dlib_speed = speed(dlib, speed_samples)
+    print(f"{len(train_faces)} training faces, {len(val_faces)} validation faces; dlib: {dlib_speed:.0f} faces/s",
+          flush=True)
+
+    runs = [(name, VARIANTS[name]) for name in args.variants]
+    runs += [(f"{name} + detector boxes", {**VARIANTS[name], **DETECTOR_BOXES}) for name in args.detector_boxes]
+    rows = []
+    for name, settings in runs:
+        d = with_settings(detector, settings)
+        mcfg = NetworkConfig(**d["model"])
+        work = Path(args.work) / name.replace(" ", "_").replace("/", "").replace("(", "").replace(")", "")
+        shutil.rmtree(work, ignore_errors=True)
+        per_step = seconds_per_step(mcfg, d["train"], train_faces, work)
+        steps = int(args.minutes * 60 / per_step / 1.05)  # ~5% for validation and checkpoints
+        train = copy.deepcopy(d["train"])
+        train.update(steps=steps, warmup=min(train["warmup"], steps // 10), val_every=max(1, steps // 8),
+                     checkpoint_every=max(1, steps // 4))
+        t0 = time.time()
+        result = tr.train(train_faces, val_faces, mcfg, tr.TrainConfig.from_dict(train), work / "detector",
+                          progress=False)
+        minutes = (time.time() - t0) / 60
+        row = {"variant": name, "arch": mcfg.arch, "input": mcfg.input_size, "grid": mcfg.heatmap_size,
+               "params_M": round(sum(p.numel() for p in det.load_detector(work / "detector")[0].parameters()) / 1e6, 2),
+               "steps": steps, "minutes": round(minutes, 1),
+               "val_nme_selection": round(float(result.history["val_nme"].min()), 2)}
+        for box in ("landmarks", "detector"):
+            found = ev.evaluate(det.Detector(work / "detector", box=box), val_samples, f"{name} ({box} box)")
+            row[f"val_nme_{box}_box"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
+            if box == "detector":  # faces the finder missed are scored with the landmark box (as in Table 1)
+                row["finder_found"] = round(float((found.per_image["box"] == "detector").mean()), 3)
+        fps = speed(det.Detector(work / "detector"), speed_samples)
+        row.update(faces_per_s=round(fps, 1), x_dlib=round(fps / dlib_speed, 2))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    table = pd.DataFrame(rows)
+    head = (f"Real-only detector designs at equal CPU time ({args.minutes:g} min of training each, "
+            f"{args.profile} profile, {torch.get_num_threads()} threads). NME (inter-ocular, %) on the "
+            f"{len(val_faces)} real validation faces; speed at batch 1, crop included, against dlib's 68-point "
+            f"predictor measured in the same run ({dlib_speed:.0f} faces/s), both on one thread.")
+    write_table(table, head, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
