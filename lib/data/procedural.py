@@ -420,12 +420,19 @@ def _caricature(rng, canvas, mask, pts, ex, p, curves, head):
     return out
 
 
-def render_face(seed: int, style: str = "photo", size: int = 256) -> Face:
-    """Draw one face in `style`; landmarks are exact for the returned image."""
+def render_face(seed: int, style: str = "photo", size: int = 256, overrides: dict | None = None) -> Face:
+    """Draw one face in `style`; landmarks are exact for the returned image. `overrides`
+    replace sampled parameters (pose ``yaw``/``pitch``/``roll``, expression ``mouth_open``,
+    ``smile``, ``eye_open``, ...) and keep the rest of the face: the same seed with other
+    overrides is the same person turning, talking or blinking."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
     rng = np.random.default_rng([seed, STYLES.index(style)])
     p = _sample_params(rng, style)
+    unknown = sorted(set(overrides or {}) - set(p))
+    if unknown:
+        raise ValueError(f"unknown face parameters {unknown}; known: {', '.join(sorted(p))}")
+    p.update(overrides or {})
     if style == "sketch":
         p["hair"] = p["hair"] * 0.6
     pts, ex = _project(p, size)
@@ -458,3 +465,21 @@ def render_face(seed: int, style: str = "photo", size: int = 256) -> Face:
     landmarks = to_out(pts)
     return Face(img, landmarks, style, seed, {g: to_out(c) for g, c in curves.items()},
                 {k: v for k, v in p.items() if np.isscalar(v)})
+
+
+def talking_head(seed: int, frames: int, width: int = 640, height: int = 480, style: str = "photo"):
+    """Frames of one rendered person turning their head (yaw +-25 degrees, a little pitch
+    and roll), talking (the mouth opening and closing) and blinking, centred in a
+    `width` x `height` picture: yields (RGB frame, its exact (68, 2) landmarks)."""
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    for t in range(frames):
+        phase = 2 * np.pi * t / max(frames, 1)
+        face = render_face(seed, style, side, {
+            "yaw": 25 * np.sin(phase), "pitch": 6 * np.sin(2 * phase), "roll": 5 * np.sin(phase + 1),
+            "mouth_open": max(0.0, 0.18 * np.sin(2 * np.pi * t / 12)),
+            "eye_open": 0.15 if t % 45 in (0, 1) else 1.0})
+        frame = np.empty((height, width, 3), np.uint8)
+        frame[:] = face.image[:, :1].mean(axis=0).astype(np.uint8)  # the render's edge colour
+        frame[y0:y0 + side, x0:x0 + side] = face.image
+        yield frame, face.landmarks + [x0, y0]

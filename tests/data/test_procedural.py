@@ -43,3 +43,17 @@ def test_a_real_face_detector_sees_faces():
             errors.append(metrics.nme_per_image(d.predict(f.image).landmarks, f.landmarks))
     assert found >= 9
     assert np.median(errors) < 0.12
+
+
+def test_overrides_move_the_same_face():
+    import pytest
+    base = pg.render_face(5, "photo", 96)
+    turned = pg.render_face(5, "photo", 96, {"yaw": base.params["yaw"] + 20})
+    talking = pg.render_face(5, "photo", 96, {"mouth_open": 0.3})
+    assert turned.params["jaw_w"] == base.params["jaw_w"]  # same person
+    assert not np.allclose(turned.landmarks, base.landmarks)
+    lip_gap = lambda f: f.landmarks[66, 1] - f.landmarks[62, 1]  # noqa: E731 (inner lips, lower - upper)
+    assert lip_gap(talking) > lip_gap(base) + 1
+    assert (pg.render_face(5, "photo", 96, {}).image == base.image).all()
+    with pytest.raises(ValueError, match="unknown face parameters"):
+        pg.render_face(5, "photo", 96, {"nose_ring": 1})
