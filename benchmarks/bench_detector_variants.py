@@ -26,7 +26,6 @@ import pandas as pd
 import torch
 
 from lib import pipeline
-from lib.core import crop as cr
 from lib.data import datasets as ds
 from lib.detector import model as det
 from lib.detector import training as tr
@@ -34,6 +33,7 @@ from lib.detector.network import NetworkConfig
 from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors as pr
 
+from .bench_detector import faces_per_second
 from .bench_generator import with_settings, write_table
 
 PROBE_STEPS = 12
@@ -69,16 +69,11 @@ def speed(predictor, samples: list[ds.Sample], threads: int = 1) -> float:
     """Faces per second at batch 1 with the landmark box (crop, predict, map back), on
     `threads` torch threads (dlib's predictor runs on one; at batch 1 a second thread
     mostly adds synchronisation)."""
-    data = [(ds.load_image(s.image_path), cr.box_from_landmarks(s.landmarks, 0.0)) for s in samples]
+    data = [(ds.load_image(s.image_path), s.landmarks) for s in samples]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for img, box in data[:5]:
-            predictor.predict(img, box)
-        t0 = time.perf_counter()
-        for img, box in data:
-            predictor.predict(img, box)
-        return len(data) / (time.perf_counter() - t0)
+        return faces_per_second(predictor, data)
     finally:
         torch.set_num_threads(before)
 
