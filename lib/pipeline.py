@@ -34,6 +34,7 @@ STAGE_SECTIONS = {
     "04_synthesis": ["data", "diffusion", "synthesis"],
     "05_detector_finetune": ["detector"],
     "06_evaluation": ["data", "diffusion", "evaluate", "synthesis"],
+    "07_rendered": ["evaluate", "rendered"],
 }
 
 

@@ -68,13 +68,7 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
     sources, offset = [], seed * 1_000_000
     for style, part, n in plan:
         rel = f"{style}/{part}"
-        folder = out / rel
-        for i in track(range(n), desc=f"render {style}/{part}"):
-            img = folder / f"{style}_{part}_{i:05d}.jpg"
-            if not img.exists() or not img.with_suffix(".pts").exists():
-                face = procedural.render_face(offset + i, style, size)
-                ds.save_image(img, face.image)
-                ds.write_pts(img.with_suffix(".pts"), face.landmarks)
+        procedural.write_set(out / rel, n, offset, style, size, prefix=f"{style}_{part}")
         offset += n
         if part == "train":
             sources.append({"path": rel, "format": "300w", "split": "train", "domain": "photo"})

@@ -17,12 +17,16 @@ Deterministic by seed: ``render_face(seed, style)`` always gives the same pictur
 """
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..core import landmarks as lm
+from ..core.progress import track
+from . import datasets as ds
 
 STYLES = ("photo", "cartoon", "sketch", "painting", "caricature")
 _SS = 2  # supersampling factor for anti-aliased drawing
@@ -465,6 +469,36 @@ def render_face(seed: int, style: str = "photo", size: int = 256, overrides: dic
     landmarks = to_out(pts)
     return Face(img, landmarks, style, seed, {g: to_out(c) for g, c in curves.items()},
                 {k: v for k, v in p.items() if np.isscalar(v)})
+
+
+def _write_one(job: tuple) -> None:
+    path, seed, style, size = job
+    face = render_face(seed, style, size)
+    ds.save_image(path, face.image)
+    ds.write_pts(path.with_suffix(".pts"), face.landmarks)
+
+
+def write_set(folder: str | Path, n: int, first_seed: int, style: str = "photo", size: int = 256,
+              prefix: str | None = None, processes: int = 1, progress: bool = True) -> list[Path]:
+    """Render faces of seeds ``first_seed .. first_seed + n - 1`` into `folder` in the
+    300-W layout (``<prefix>_<i>.jpg`` + ``.pts``, i = 0 .. n - 1) and return the image
+    paths. Faces already on disk are kept (rendering is deterministic), so an
+    interrupted set resumes; `processes` > 1 renders in parallel."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = prefix or style
+    paths = [folder / f"{prefix}_{i:05d}.jpg" for i in range(n)]
+    jobs = [(p, first_seed + i, style, size) for i, p in enumerate(paths)
+            if not (p.exists() and p.with_suffix(".pts").exists())]
+    desc = f"render {folder.name} ({style})"
+    if processes > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(processes) as pool:
+            for _ in track(pool.map(_write_one, jobs, chunksize=32), desc, progress, total=len(jobs)):
+                pass
+    else:
+        for job in track(jobs, desc, progress):
+            _write_one(job)
+    return paths
 
 
 def talking_head(seed: int, frames: int, width: int = 640, height: int = 480, style: str = "photo"):

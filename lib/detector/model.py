@@ -6,8 +6,8 @@ A detector folder holds ``config.json`` (network, crop margin, normalisation),
 validation NME); ``checkpoints/last.safetensors`` holds what resuming needs.
 
 ``load_detector`` checks a folder before use: config.json against its schema
-(``model``: the network, every ``NetworkConfig`` field, ``arch`` and ``pretrained``
-optional for folders written before there was a choice; ``margin`` in [0, 1];
+(``model``: the network, every ``NetworkConfig`` field, ``arch``, ``pretrained`` and
+``backbone`` optional for folders written before there was a choice; ``margin`` in [0, 1];
 ``mean``/``std``: the RGB normalisation, used at prediction; optional
 ``training``: notes of the run), model.safetensors readable, its tensor names
 and shapes those of the network, every weight finite. Any problem raises
@@ -119,7 +119,7 @@ def check_config(config, where: str) -> NetworkConfig:
         raise bad(f"config.json: 'std' {config['std']} must be positive")
     net = config["model"]
     names = {f.name: f.type for f in fields(NetworkConfig)}
-    optional = {"arch", "pretrained"}  # absent in folders written when the hourglass was the only network
+    optional = {"arch", "pretrained", "backbone"}  # absent in folders written before there was a choice
     unknown, missing = sorted(set(net) - set(names)), sorted(set(names) - set(net) - optional)
     if unknown or missing:
         raise bad(f"config.json: 'model' keys: unknown {unknown}, missing {missing}")
@@ -127,6 +127,11 @@ def check_config(config, where: str) -> NetworkConfig:
         if k == "arch":
             if v not in ARCHS:
                 raise bad(f"config.json: model.arch is {v!r}, expected one of {list(ARCHS)}")
+            continue
+        if k == "backbone":
+            from .regression import BACKBONES
+            if v not in BACKBONES:
+                raise bad(f"config.json: model.backbone is {v!r}, expected one of {list(BACKBONES)}")
             continue
         if k == "pretrained":
             if not isinstance(v, bool):

@@ -3,6 +3,9 @@
 - ``hourglass``: STAR's stacked hourglass trained from scratch, one Gaussian
   heatmap per landmark, AWing + STAR loss, sub-pixel decoding
   (``lib.detector.hourglass``);
+- ``regression``: a backbone (MobileNetV2, ImageNet-pretrained, or torchvision's
+  ResNet-18 from scratch; ``backbone``) pooled into one linear layer to the
+  coordinates, L1 loss (``lib.detector.regression``);
 - ``mobilenet``: an ImageNet-pretrained MobileNetV2 (the weights that ship
   offline, ``lib.core.mobilenet``) under a PIPNet-style head (Jin et al. 2021):
   on a coarse grid (``input_size / heatmap_size`` = 8, 16 or 32), one score map
@@ -28,12 +31,12 @@ from torch import nn
 from ..core import mobilenet as mn
 from . import heatmaps as hm
 
-ARCHS = ("hourglass", "mobilenet")
+ARCHS = ("hourglass", "mobilenet", "regression")
 
 
 @dataclass
 class NetworkConfig:
-    arch: str = "hourglass"  # hourglass | mobilenet
+    arch: str = "hourglass"  # hourglass | mobilenet | regression
     stacks: int = 4          # hourglass: stacks, channels, depth; mobilenet: channels of the head
     channels: int = 256
     depth: int = 4
@@ -41,7 +44,8 @@ class NetworkConfig:
     heatmap_size: int = 64   # the heatmap (hourglass) or score grid (mobilenet) side
     points: int = 68
     sigma: float = 1.5       # hourglass: target Gaussian width, in heatmap pixels
-    pretrained: bool = True  # mobilenet: start from the ImageNet weights (training from scratch only)
+    pretrained: bool = True  # mobilenet, regression: start from the ImageNet weights (training from scratch only)
+    backbone: str = "mobilenet_v2"  # regression: mobilenet_v2 | resnet18 (lib.detector.regression)
 
     @classmethod
     def star(cls) -> "NetworkConfig":
@@ -58,12 +62,15 @@ class NetworkConfig:
 
 def build_network(cfg: NetworkConfig, pretrained: bool | None = None) -> nn.Module:
     """The network `cfg` names. `pretrained` (default: ``cfg.pretrained``) loads the
-    ImageNet backbone weights of a ``mobilenet``; pass False when weights follow."""
+    ImageNet backbone weights of a ``mobilenet`` or ``regression``; pass False when weights follow."""
     if cfg.arch == "hourglass":
         from .hourglass import StackedHourglass
         return StackedHourglass(cfg)
     if cfg.arch == "mobilenet":
         return MobileNetHeatmap(cfg, cfg.pretrained if pretrained is None else pretrained)
+    if cfg.arch == "regression":
+        from .regression import CoordinateRegressor
+        return CoordinateRegressor(cfg, cfg.pretrained if pretrained is None else pretrained)
     raise ValueError(f"arch {cfg.arch!r}: expected one of {ARCHS}")
 
 

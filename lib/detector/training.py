@@ -68,6 +68,14 @@ class FaceSet:
     def __len__(self):
         return len(self.images)
 
+    def take(self, n: int) -> "FaceSet":
+        """The first `n` faces (a nested subset: the faces of a smaller set are in every larger one)."""
+        if n > len(self):
+            raise ValueError(f"asked for {n} faces of a set of {len(self)}")
+        sub = FaceSet([])
+        sub.images, sub.points = self.images[:n], self.points[:n]
+        return sub
+
 
 def batch_faces(step: int, faces: FaceSet, cfg: TrainConfig, pools: dict[str, FaceSet] | None = None
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
