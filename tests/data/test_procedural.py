@@ -57,3 +57,18 @@ def test_overrides_move_the_same_face():
     assert (pg.render_face(5, "photo", 96, {}).image == base.image).all()
     with pytest.raises(ValueError, match="unknown face parameters"):
         pg.render_face(5, "photo", 96, {"nose_ring": 1})
+
+
+def test_write_set_writes_the_rendered_faces_and_keeps_existing_ones(tmp_path):
+    from lib.data import datasets as ds
+    paths = pg.write_set(tmp_path / "a", 3, 100, "photo", 64, prefix="x", progress=False)
+    assert [p.name for p in paths] == ["x_00000.jpg", "x_00001.jpg", "x_00002.jpg"]
+    np.testing.assert_allclose(ds.read_pts(paths[1].with_suffix(".pts")), pg.render_face(101, "photo", 64).landmarks,
+                               atol=1e-3)
+    before = paths[0].stat().st_mtime_ns
+    paths[2].with_suffix(".pts").unlink()  # an interrupted face is drawn again, the others kept
+    pg.write_set(tmp_path / "a", 3, 100, "photo", 64, prefix="x", progress=False)
+    assert paths[0].stat().st_mtime_ns == before and paths[2].with_suffix(".pts").exists()
+    # in parallel: the same files
+    par = pg.write_set(tmp_path / "b", 3, 100, "photo", 64, prefix="x", processes=2, progress=False)
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(paths, par))

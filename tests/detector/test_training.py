@@ -136,3 +136,11 @@ def test_detector_box_jitter_is_measured_on_the_training_faces(tmp_path):
     blank.images, blank.points = [np.zeros((192, 192, 3), np.uint8)] * 2, faces.points[:2]
     with pytest.raises(ValueError, match="found none of the training faces"):
         tr.train(blank, faces, MCFG, cfg, tmp_path / "e", progress=False)
+
+
+def test_take_gives_the_first_faces_and_refuses_more_than_there_are(faces):
+    train, _ = faces
+    sub = train.take(3)
+    assert len(sub) == 3 and all(a is b for a, b in zip(sub.images, train.images[:3]))
+    with pytest.raises(ValueError, match="asked for 9 faces of a set of 8"):
+        train.take(9)
