@@ -35,6 +35,7 @@ STAGE_SECTIONS = {
     "05_detector_finetune": ["detector"],
     "06_evaluation": ["data", "diffusion", "evaluate", "synthesis"],
     "07_rendered": ["evaluate", "rendered"],
+    "08_dense": ["data", "evaluate", "dense"],
 }
 
 

@@ -1,5 +1,20 @@
 """The 68-point iBUG / 300-W landmark scheme: index groups, flip permutation,
-normalising distances and the published WFLW 98-to-68 correspondence."""
+normalising distances and the published WFLW 98-to-68 correspondence; and the
+dense scheme of rendered faces (257 points along the same contours).
+
+**Dense scheme.** Each 68-point group is a contour (open: jaw, brows, nose
+bridge, nostrils; closed: eyes, lips). The dense scheme samples the uniform
+Catmull-Rom spline through each group's points (``catmull_rom``) at
+``DENSE_PER_SEGMENT`` = 4 points per segment: jaw 65, each brow 17, nose bridge
+13, nostrils 17, each eye 24, outer lips 48, inner lips 32, 257 in all. The
+spline passes through its control points, so iBUG point ``i`` of a group is
+dense point ``IBUG_IN_DENSE[i]`` exactly (every fourth point of its contour).
+The procedural renderer draws its faces along these splines
+(``lib.data.procedural.dense_curves``, 8 per segment, of which these are every
+second point), and its 3D face model is projected by an affine map, under which
+a spline of projected points is the projection of the spline of the 3D points:
+the dense labels of a rendered face are exact. ``to_dense`` is linear
+(``DENSE_MATRIX`` (257, 68)); the distances below accept either scheme."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,6 +53,73 @@ def _flip_permutation() -> np.ndarray:
 
 FLIP_PERMUTATION = _flip_permutation()
 
+
+def catmull_rom(points: np.ndarray, closed: bool = False, per_segment: int = 8) -> np.ndarray:
+    """Dense smooth curve through `points` (uniform Catmull-Rom), `per_segment` samples per
+    segment starting at each control point; a closed curve ends on its first point again.
+    Linear in `points`, whose columns may be anything (coordinates, weights)."""
+    pts = np.asarray(points, np.float64)
+    if closed:
+        ext = np.vstack([pts[-1], pts, pts[0], pts[1]])
+    else:
+        ext = np.vstack([2 * pts[0] - pts[1], pts, 2 * pts[-1] - pts[-2]])
+    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
+    out = []
+    for i in range(len(ext) - 3):
+        p0, p1, p2, p3 = ext[i:i + 4]
+        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
+    out.append(pts[:1] if closed else pts[-1:])
+    return np.vstack(out)
+
+
+DENSE_PER_SEGMENT = 4
+
+
+def _dense_scheme():
+    eye = np.eye(N_POINTS)
+    rows, groups, ibug = [], {}, np.zeros(N_POINTS, int)
+    for g, idx in GROUPS.items():
+        w = catmull_rom(eye[idx], g in CLOSED, DENSE_PER_SEGMENT)
+        if g in CLOSED:
+            w = w[:-1]  # the closing point is the first one again
+        start = sum(len(r) for r in rows)
+        groups[g] = list(range(start, start + len(w)))
+        ibug[idx] = start + DENSE_PER_SEGMENT * np.arange(len(idx))
+        rows.append(w)
+    return np.vstack(rows), groups, ibug
+
+
+DENSE_MATRIX, DENSE_GROUPS, IBUG_IN_DENSE = _dense_scheme()
+N_DENSE = len(DENSE_MATRIX)
+
+
+def to_dense(points: np.ndarray) -> np.ndarray:
+    """(..., 68, 2) iBUG points -> (..., 257, 2) dense points along the same splines."""
+    return np.einsum("dk,...kc->...dc", DENSE_MATRIX, np.asarray(points, np.float64))
+
+
+def _dense_flip_permutation() -> np.ndarray:
+    # mirroring permutes the 68 points; the spline weights of the mirrored points are the
+    # dense weights permuted: find, for each dense point, the one it becomes
+    mirrored = DENSE_MATRIX[:, FLIP_PERMUTATION]
+    perm = np.array([int(np.argmin(np.abs(DENSE_MATRIX - row).sum(1))) for row in mirrored])
+    assert np.allclose(DENSE_MATRIX[perm], mirrored) and len(set(perm)) == N_DENSE
+    return perm
+
+
+DENSE_FLIP_PERMUTATION = _dense_flip_permutation()
+
+
+def as_68(points: np.ndarray) -> np.ndarray:
+    """The 68 iBUG points of (..., 68, 2) or dense (..., 257, 2) points."""
+    k = points.shape[-2]
+    if k == N_DENSE:
+        return points[..., IBUG_IN_DENSE, :]
+    if k != N_POINTS:
+        raise ValueError(f"{k} points: neither the 68-point iBUG scheme nor the {N_DENSE}-point dense one")
+    return points
+
 # WFLW's 98 points to the 68 of 300-W (the correspondence published with WFLW
 # and used by its evaluation code): every other contour point, the upper
 # eyebrow arcs, and the 6 of 8 eye points that sit where 300-W puts its own.
@@ -58,17 +140,22 @@ def flip_landmarks(points: np.ndarray, width: float) -> np.ndarray:
     pixel centres) and swap left/right indices so point i keeps its meaning."""
     out = points.copy()
     out[:, 0] = (width - 1) - out[:, 0]
-    return out[FLIP_PERMUTATION]
+    perm = {N_POINTS: FLIP_PERMUTATION, N_DENSE: DENSE_FLIP_PERMUTATION}.get(len(points))
+    if perm is None:
+        raise ValueError(f"flip: {len(points)} points, expected {N_POINTS} (iBUG) or {N_DENSE} (dense)")
+    return out[perm]
 
 
 def inter_ocular(points: np.ndarray) -> np.ndarray:
-    """Distance between the outer eye corners; works on (68, 2) or (N, 68, 2)."""
+    """Distance between the outer eye corners; works on (68, 2) or (N, 68, 2) (or dense points)."""
+    points = as_68(points)
     a, b = OUTER_EYE_CORNERS
     return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
 
 
 def inter_pupil(points: np.ndarray) -> np.ndarray:
     """Distance between the eye centres (mean of each eye's six points)."""
+    points = as_68(points)
     right = points[..., GROUPS["right_eye"], :].mean(axis=-2)
     left = points[..., GROUPS["left_eye"], :].mean(axis=-2)
     return np.linalg.norm(right - left, axis=-1)
@@ -76,6 +163,7 @@ def inter_pupil(points: np.ndarray) -> np.ndarray:
 
 def box_diagonal(points: np.ndarray) -> np.ndarray:
     """Diagonal of the landmarks' bounding box."""
+    points = as_68(points)
     size = points.max(axis=-2) - points.min(axis=-2)
     return np.linalg.norm(size, axis=-1)
 

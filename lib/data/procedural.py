@@ -179,26 +179,9 @@ def _project(p: dict, size: int):
     return pts, ex
 
 
-def catmull_rom(points: np.ndarray, closed: bool = False, per_segment: int = 8) -> np.ndarray:
-    """Dense smooth curve through `points` (centripetal-free uniform Catmull-Rom)."""
-    pts = np.asarray(points, np.float64)
-    if closed:
-        ext = np.vstack([pts[-1], pts, pts[0], pts[1]])
-    else:
-        ext = np.vstack([2 * pts[0] - pts[1], pts, 2 * pts[-1] - pts[-2]])
-    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
-    out = []
-    for i in range(len(ext) - 3):
-        p0, p1, p2, p3 = ext[i:i + 4]
-        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
-    out.append(pts[:1] if closed else pts[-1:])
-    return np.vstack(out)
-
-
 def dense_curves(points: np.ndarray) -> dict:
     """Smooth curve per landmark group; each passes exactly through its landmarks."""
-    return {g: catmull_rom(points[idx], g in lm.CLOSED) for g, idx in lm.GROUPS.items()}
+    return {g: lm.catmull_rom(points[idx], g in lm.CLOSED) for g, idx in lm.GROUPS.items()}
 
 
 # ------------------------------------------------------------------ drawing helpers
@@ -227,8 +210,8 @@ def _mask(shape, pts) -> np.ndarray:
 
 
 def _head_outline(pts, ex) -> np.ndarray:
-    jaw = catmull_rom(pts[0:17])
-    skull = catmull_rom(ex["skull"])
+    jaw = lm.catmull_rom(pts[0:17])
+    skull = lm.catmull_rom(ex["skull"])
     # skull runs left->right over the top; the jaw runs left->right under the chin
     return np.vstack([jaw, skull[::-1]])
 
@@ -263,7 +246,7 @@ def _draw_base(canvas, rng, pts, ex, p, flat: bool):
     mask = _mask(canvas.shape, head)
     # hairline fringe above the brows (never covers the landmarks)
     if p["hair_style"] != 3:
-        skull = catmull_rom(ex["skull"])
+        skull = lm.catmull_rom(ex["skull"])
         brow_top = min(pts[17:27, 1].min(), pts[27, 1])
         hairline = np.vstack([skull[::-1], (skull - centre) * [0.96, 0.45] + [centre[0], centre[1] - 0.02 * u]])
         hairline[:, 1] = np.minimum(hairline[:, 1], brow_top - 0.25 * u)

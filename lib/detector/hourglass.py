@@ -74,8 +74,10 @@ class StackedHourglass(nn.Module):
         self.merge_features = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(cfg.stacks - 1))
         self.merge_heatmaps = nn.ModuleList(nn.Conv2d(cfg.points, c, 1) for _ in range(cfg.stacks - 1))
 
-    def forward(self, x) -> list[torch.Tensor]:
-        """Images (N, 3, S, S), normalised -> one (N, K, H, H) heatmap tensor per stack."""
+    def forward(self, x, features: bool = False):
+        """Images (N, 3, S, S), normalised -> one (N, K, H, H) heatmap tensor per stack; with
+        `features`, also the last stack's features (N, C, H, H), which ``head`` maps to its
+        heatmaps (for domain adaptation, ``lib.detector.dense``)."""
         x = self.stem(x)
         outputs = []
         for i, (hg, feat, head) in enumerate(zip(self.hourglasses, self.features, self.heads)):
@@ -84,7 +86,11 @@ class StackedHourglass(nn.Module):
             outputs.append(h)
             if i < len(self.heads) - 1:
                 x = x + self.merge_features[i](y) + self.merge_heatmaps[i](h)
-        return outputs
+        return (outputs, y) if features else outputs
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The last stack's heatmaps from its features."""
+        return self.heads[-1](features)
 
     def landmarks(self, outputs) -> torch.Tensor:
         """(N, K, 2) crop pixels, decoded (sub-pixel) from the last stack's heatmaps."""

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..core import crop as cr
+from ..core import landmarks as lm
 from ..core.faces import FaceFinder
 from ..core.predictor import Prediction, Predictor
 from .network import ARCHS, NetworkConfig, build_network
@@ -219,4 +220,5 @@ class Detector(Predictor):
         size = self.model.cfg.input_size
         crop_img, m, _ = cr.crop(image, cr.grow(box, self.margin), size)
         pts = predict_crops(self.model, crop_img[None], mean=self.mean, std=self.std)[0]
-        return Prediction(cr.apply(cr.invert(m), pts), used)
+        # a dense detector answers with its nearest dense points to the 68 (lib.core.landmarks)
+        return Prediction(cr.apply(cr.invert(m), lm.as_68(pts)), used)

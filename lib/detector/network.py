@@ -6,6 +6,8 @@
 - ``regression``: a backbone (MobileNetV2, ImageNet-pretrained, or torchvision's
   ResNet-18 from scratch; ``backbone``) pooled into one linear layer to the
   coordinates, L1 loss (``lib.detector.regression``);
+- ``transfer``: a dense hourglass (the 257 points of the dense scheme) and an
+  MLP to the 68 iBUG points, for label transfer (``lib.detector.dense``);
 - ``mobilenet``: an ImageNet-pretrained MobileNetV2 (the weights that ship
   offline, ``lib.core.mobilenet``) under a PIPNet-style head (Jin et al. 2021):
   on a coarse grid (``input_size / heatmap_size`` = 8, 16 or 32), one score map
@@ -31,12 +33,12 @@ from torch import nn
 from ..core import mobilenet as mn
 from . import heatmaps as hm
 
-ARCHS = ("hourglass", "mobilenet", "regression")
+ARCHS = ("hourglass", "mobilenet", "regression", "transfer")
 
 
 @dataclass
 class NetworkConfig:
-    arch: str = "hourglass"  # hourglass | mobilenet | regression
+    arch: str = "hourglass"  # hourglass | mobilenet | regression | transfer
     stacks: int = 4          # hourglass: stacks, channels, depth; mobilenet: channels of the head
     channels: int = 256
     depth: int = 4
@@ -68,6 +70,9 @@ def build_network(cfg: NetworkConfig, pretrained: bool | None = None) -> nn.Modu
         return StackedHourglass(cfg)
     if cfg.arch == "mobilenet":
         return MobileNetHeatmap(cfg, cfg.pretrained if pretrained is None else pretrained)
+    if cfg.arch == "transfer":
+        from .dense import LabelTransfer
+        return LabelTransfer(cfg)
     if cfg.arch == "regression":
         from .regression import CoordinateRegressor
         return CoordinateRegressor(cfg, cfg.pretrained if pretrained is None else pretrained)

@@ -42,6 +42,9 @@ class TrainConfig:
     # e.g. {"fewshot": 0.25, "real": 0.25}: the few real domain faces and real photos keep their weight
     # however large the synthetic set is; the rest of the batch comes from the training set
     mix: dict = field(default_factory=dict)
+    # names of the network's child modules kept fixed (weights and normalisation statistics), e.g. [dense]
+    # for label transfer on a frozen dense detector (lib.detector.dense)
+    freeze: list = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
@@ -68,13 +71,20 @@ class FaceSet:
     def __len__(self):
         return len(self.images)
 
+    @classmethod
+    def from_arrays(cls, images: list[np.ndarray], points: list[np.ndarray]) -> "FaceSet":
+        """Faces already in memory (e.g. with dense labels, ``lib.core.landmarks.to_dense``)."""
+        if len(images) != len(points):
+            raise ValueError(f"{len(images)} images but {len(points)} landmark arrays")
+        faces = cls([])
+        faces.images, faces.points = list(images), list(points)
+        return faces
+
     def take(self, n: int) -> "FaceSet":
         """The first `n` faces (a nested subset: the faces of a smaller set are in every larger one)."""
         if n > len(self):
             raise ValueError(f"asked for {n} faces of a set of {len(self)}")
-        sub = FaceSet([])
-        sub.images, sub.points = self.images[:n], self.points[:n]
-        return sub
+        return FaceSet.from_arrays(self.images[:n], self.points[:n])
 
 
 def batch_faces(step: int, faces: FaceSet, cfg: TrainConfig, pools: dict[str, FaceSet] | None = None
@@ -134,12 +144,13 @@ def validation_crops(faces: FaceSet, size: int, margin: float):
 
 def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: TrainConfig, out: str | Path,
           init: str | Path | None = None, stop_at: int | None = None, progress: bool = True,
-          pools: dict[str, FaceSet] | None = None) -> TrainResult:
+          pools: dict[str, FaceSet] | None = None, adaptation=None) -> TrainResult:
     """Train (or fine-tune from the detector folder `init`) and write the detector
     folder `out` (the EMA weights with the lowest validation NME). Resumes from
     ``out/checkpoints/last.safetensors`` (``lib.core.training``). `stop_at` ends
     the run early at that step (as an interruption would). `pools`: faces that
-    ``cfg.mix`` draws a fixed share of every batch from (``batch_faces``)."""
+    ``cfg.mix`` draws a fixed share of every batch from (``batch_faces``). `adaptation`: a
+    ``dense.Adaptation`` whose adversarial term on unlabelled faces is added to the loss."""
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
     box_errors = measure_box_errors(train_faces, cfg.seed) if cfg.augment.detector_boxes else None
@@ -149,28 +160,46 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
     model = build_network(mcfg, pretrained=None if init is None else False)
     if init is not None:
         init_model, _ = load_detector(init)
-        model.load_state_dict(init_model.state_dict())
+        if hasattr(model, "init_from"):  # a network that starts from another kind (label transfer)
+            model.init_from(init_model)
+        else:
+            model.load_state_dict(init_model.state_dict())
+    frozen = [getattr(model, name) for name in cfg.freeze if _child(model, name, out)]
+    for m in frozen:
+        m.requires_grad_(False)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     averaged = copy.deepcopy(model).eval()  # the EMA weights, for validation and export
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if adaptation is not None:
+        trained += list(adaptation.parameters())
+    opt = torch.optim.Adam(trained, lr=cfg.lr, betas=(0.9, 0.999))
     sched = make_scheduler(opt, cfg.schedule, cfg.warmup, cfg.steps)
     run = TrainingRun(out, {"model": asdict(mcfg), "train": asdict(cfg), "init": str(init), "n": len(train_faces),
                             "data": fingerprint(train_faces.images, train_faces.points),
                             "val": fingerprint(val_faces.images, val_faces.points),
                             "init_weights": fingerprint(Path(init)) if init is not None else None,
                             **({"pools": {k: fingerprint(v.images, v.points) for k, v in pools.items()}} if pools else {}),
-                            **({"box_errors": fingerprint(box_errors)} if box_errors is not None else {})},
+                            **({"box_errors": fingerprint(box_errors)} if box_errors is not None else {}),
+                            **({"adaptation": {**adaptation.settings(), "targets": fingerprint(adaptation.targets)}}
+                               if adaptation is not None else {})},
                       cfg.steps, cfg.checkpoint_every, f"train {_label(out)}", stop_at, progress)
-    run.resume({"model": model}, opt, sched, ema, state={"best": {"nme": float("inf"), "step": -1}})
+    modules = {"model": model, **({"adaptation": adaptation} if adaptation is not None else {})}
+    run.resume(modules, opt, sched, ema, state={"best": {"nme": float("inf"), "step": -1}})
     if box_errors is not None:  # what the jitter drew from, for the reader
         out.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(box_errors, columns=["dx", "dy", "log_scale"]).to_csv(out / "box_errors.csv", index=False)
     val_crops, val_pts = validation_crops(val_faces, mcfg.input_size, cfg.margin)
     model.train()
+    for m in frozen:
+        m.eval()
     for step in run:
         x, points = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step, box_errors)
         lr = opt.param_groups[0]["lr"]
-        loss = model.loss(model(x), points, cfg)
+        if adaptation is None:
+            loss = model.loss(model(x), points, cfg)
+        else:
+            outputs, features = model(x, features=True)
+            loss = model.loss(outputs, points, cfg) + adaptation.loss(model, features, step, cfg.steps, to_tensor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -184,6 +213,13 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
                 save_detector(out, averaged, cfg.margin, {"selected_step": step + 1, "val_nme": row["val_nme"]})
         run.log(**row)
     return run.finish()
+
+
+def _child(model: torch.nn.Module, name: str, out: Path) -> bool:
+    if not isinstance(getattr(model, name, None), torch.nn.Module):
+        raise ValueError(f"{out}: freeze names {name!r}, which is not a part of the {model.cfg.arch} network "
+                         f"(its parts: {[n for n, _ in model.named_children()]})")
+    return True
 
 
 def _label(out: Path) -> str:

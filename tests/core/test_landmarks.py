@@ -56,3 +56,51 @@ def test_validate_out_of_image(shape):
     lm.validate(shape, "ok.pts", (128, 128))
     with pytest.raises(ValueError, match="outside the 128x128 image"):
         lm.validate(shape + 100, "far.pts", (128, 128))
+
+
+# ---------------------------------------------------------------- the dense scheme
+
+def test_dense_scheme_has_257_points_and_contains_the_68():
+    counts = {g: len(i) for g, i in lm.DENSE_GROUPS.items()}
+    assert counts == {"jaw": 65, "right_brow": 17, "left_brow": 17, "nose_bridge": 13, "nostrils": 17,
+                      "right_eye": 24, "left_eye": 24, "outer_lips": 48, "inner_lips": 32}
+    assert lm.N_DENSE == 257 == sum(counts.values()) and lm.DENSE_MATRIX.shape == (257, 68)
+    assert sorted(i for g in lm.DENSE_GROUPS.values() for i in g) == list(range(257))
+    # every iBUG point is one dense point, every fourth along its own group's contour
+    assert len(set(lm.IBUG_IN_DENSE)) == 68
+    for g, idx in lm.GROUPS.items():
+        assert list(lm.IBUG_IN_DENSE[idx]) == lm.DENSE_GROUPS[g][::lm.DENSE_PER_SEGMENT][:len(idx)]
+    np.testing.assert_allclose(lm.DENSE_MATRIX.sum(1), 1.0)  # an affine combination: moves with the face
+
+
+def test_to_dense_passes_through_the_68_and_is_linear(shape):
+    d = lm.to_dense(shape)
+    np.testing.assert_allclose(d[lm.IBUG_IN_DENSE], shape, atol=1e-12)
+    batch = np.stack([shape, shape * 2 + 3])
+    np.testing.assert_allclose(lm.to_dense(batch)[1], d * 2 + 3, atol=1e-9)
+    np.testing.assert_allclose(lm.as_68(d), shape, atol=1e-12)
+
+
+def test_dense_points_lie_on_the_curves_the_renderer_draws():
+    from lib.data import procedural as pg
+    face = pg.render_face(5, "photo", 128)
+    d = lm.to_dense(face.landmarks)
+    for g, idx in lm.DENSE_GROUPS.items():
+        curve = face.curves[g][:-1] if g in lm.CLOSED else face.curves[g]
+        np.testing.assert_allclose(d[idx], curve[::2], atol=1e-9)  # drawn at 8 per segment, labelled at 4
+
+
+def test_dense_flip_matches_the_flip_of_the_68(shape):
+    d = lm.to_dense(shape)
+    np.testing.assert_allclose(lm.flip_landmarks(d, 200), lm.to_dense(lm.flip_landmarks(shape, 200)), atol=1e-9)
+    assert (lm.DENSE_FLIP_PERMUTATION[lm.DENSE_FLIP_PERMUTATION] == np.arange(257)).all()
+    with pytest.raises(ValueError, match="5 points"):
+        lm.flip_landmarks(np.zeros((5, 2)), 10)
+
+
+def test_distances_read_dense_points_as_their_68(shape):
+    d = lm.to_dense(shape)
+    for f in (lm.inter_ocular, lm.inter_pupil, lm.box_diagonal):
+        assert f(d) == pytest.approx(f(shape))
+    with pytest.raises(ValueError, match="neither"):
+        lm.inter_ocular(np.zeros((98, 2)))
