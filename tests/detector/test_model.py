@@ -112,7 +112,7 @@ def test_saved_folder_loads_and_predicts_with_its_own_normalisation(folder, monk
     (lambda c: c["model"].update(stacks=2), "does not fit the network"),
     (lambda c: c["model"].update(channels=8), "has shape (16,), the network of config.json expects (8,)"),
     (lambda c: c["model"].update(points=5), "has shape"),
-    (lambda c: c["model"].update(arch="resnet"), "model.arch is 'resnet', expected one of ['hourglass', 'mobilenet']"),
+    (lambda c: c["model"].update(arch="resnet"), "model.arch is 'resnet', expected one of ['hourglass', 'mobilenet', 'regression', 'transfer']"),
     (lambda c: c["model"].update(pretrained="yes"), "model.pretrained is 'yes', expected true or false"),
     (lambda c: c["model"].update(arch="mobilenet"), "mobilenet: input_size / heatmap_size must be 8, 16 or 32"),
 ])
