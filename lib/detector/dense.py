@@ -42,7 +42,7 @@ from torch import nn
 
 from ..core import landmarks as lm
 from ..core.training import epoch_batch
-from . import heatmaps as hm
+from .regression import from_unit, to_unit
 
 TRANSFER_HIDDEN = 256  # width of the label-transfer MLP
 INTEGRAL_WINDOW = 2    # the local integral reads (2w+1)^2 heatmap pixels around each maximum
@@ -99,17 +99,16 @@ class LabelTransfer(nn.Module):
     def forward(self, x) -> list[torch.Tensor]:
         """[68 points (N, 68, 2) in fractions of the heatmap, then the dense heatmaps per stack]."""
         heat = self.dense(x)
-        g = self.cfg.heatmap_size
-        dense = (local_integral(heat[-1]) + 0.5) / g - 0.5  # fractions of the crop around its centre
+        dense = to_unit(local_integral(heat[-1]), self.cfg.heatmap_size)  # fractions of the crop around its centre
         out = dense[:, self.ibug] + self.mlp(dense.flatten(1)).view(-1, lm.N_POINTS, 2)
         return [out, *heat]
 
     def landmarks(self, outputs) -> torch.Tensor:
-        return (outputs[0] + 0.5) * self.cfg.input_size - 0.5
+        return from_unit(outputs[0], self.cfg.input_size)
 
     def loss(self, outputs, points: torch.Tensor, train_cfg=None) -> torch.Tensor:
         """L1 distance to the 68 target points, in fractions of the crop."""
-        return F.l1_loss(outputs[0], (points + 0.5) / self.cfg.input_size - 0.5)
+        return F.l1_loss(outputs[0], to_unit(points, self.cfg.input_size))
 
 
 class _Reverse(torch.autograd.Function):
@@ -196,6 +195,5 @@ class Adaptation(nn.Module):
 def decode_dense(model: nn.Module, outputs) -> torch.Tensor:
     """(N, 257, 2) crop pixels from a dense detector's or a transfer network's outputs."""
     if isinstance(model, LabelTransfer):
-        cfg = model.cfg
-        return hm.from_heatmap(hm.decode(outputs[-1]), cfg.input_size, cfg.heatmap_size)
+        return model.dense.landmarks(outputs[1:])
     return model.landmarks(outputs)

@@ -164,7 +164,12 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
             model.init_from(init_model)
         else:
             model.load_state_dict(init_model.state_dict())
-    frozen = [getattr(model, name) for name in cfg.freeze if _child(model, name, out)]
+    parts = dict(model.named_children())
+    unknown = sorted(set(cfg.freeze) - set(parts))
+    if unknown:
+        raise ValueError(f"{out}: freeze names {unknown}, not parts of the {model.cfg.arch} network "
+                         f"(its parts: {sorted(parts)})")
+    frozen = [parts[name] for name in cfg.freeze]
     for m in frozen:
         m.requires_grad_(False)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
@@ -213,13 +218,6 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
                 save_detector(out, averaged, cfg.margin, {"selected_step": step + 1, "val_nme": row["val_nme"]})
         run.log(**row)
     return run.finish()
-
-
-def _child(model: torch.nn.Module, name: str, out: Path) -> bool:
-    if not isinstance(getattr(model, name, None), torch.nn.Module):
-        raise ValueError(f"{out}: freeze names {name!r}, which is not a part of the {model.cfg.arch} network "
-                         f"(its parts: {[n for n, _ in model.named_children()]})")
-    return True
 
 
 def _label(out: Path) -> str:

@@ -25,7 +25,6 @@ FR and AUC of Table 1.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +56,12 @@ def network(cfg: dict, arch: str = "hourglass", points: int = lm.N_POINTS) -> Ne
 
 def train_config(cfg: dict, part: str | None = None) -> det.TrainConfig:
     """``dense.train``, with the keys of ``dense.<part>`` (e.g. ``transfer.frozen``) over it."""
-    extra = cfg
-    for key in (part.split(".") if part else []):
-        extra = extra[key]
-    return det.TrainConfig.from_dict({**cfg["train"], **({k: v for k, v in extra.items()} if part else {})})
+    extra = {}
+    if part:
+        extra = cfg
+        for key in part.split("."):
+            extra = extra[key]
+    return det.TrainConfig.from_dict({**cfg["train"], **extra})
 
 
 def target_crops(samples: list[ds.Sample], size: int, margin: float, finder: FaceFinder | None = None,
@@ -110,18 +111,35 @@ def train_rows(cfg: dict, rendered: dict[str, list[ds.Sample]], real: dict[str, 
 
 def settings_table(cfg: dict) -> list[dict]:
     """What each row trains on, for how long, selected on what."""
-    base = asdict(train_config(cfg))
+    steps = train_config(cfg).steps
     fr, jt = train_config(cfg, "transfer.frozen"), train_config(cfg, "transfer.joint")
     n = cfg["rendered_faces"]
     return [
-        {"row": "rendered only", "labels": f"{n} rendered faces, {lm.N_DENSE} points", "steps": base["steps"],
+        {"row": "rendered only", "labels": f"{n} rendered faces, {lm.N_DENSE} points", "steps": steps,
          "selected on": "rendered validation"},
         {"row": "label transfer (frozen)", "labels": "real 300-W training faces, 68 points (dense detector frozen)",
          "steps": fr.steps, "selected on": "real validation"},
         {"row": "label transfer (joint)", "labels": "real 300-W training faces, 68 points (all weights)",
          "steps": jt.steps, "selected on": "real validation"},
         *({"row": f"adaptation ({name})", "labels": f"{n} rendered faces + unlabelled real training faces",
-           "steps": base["steps"], "selected on": "rendered validation"} for name in ("DALN", "discriminator")),
-        {"row": "real only", "labels": "real 300-W training faces, 68 points", "steps": base["steps"],
+           "steps": steps, "selected on": "rendered validation"} for name in ("DALN", "discriminator")),
+        {"row": "real only", "labels": "real 300-W training faces, 68 points", "steps": steps,
          "selected on": "real validation"},
     ]
+
+
+def table_markdown(table, test_sets: list[str]) -> str:
+    """One row per study row: NME inter-pupil, NME inter-ocular [95% CI], FR@10% and AUC@10%
+    per test set, from rows of ``evaluate.table_row``."""
+    head = "| row | " + " | ".join(f"{t} NME inter-pupil | {t} NME inter-ocular [95% CI] | {t} FR@10% | {t} AUC@10%"
+                                  for t in test_sets) + " |"
+    lines = [head, "|---|" + "---|" * (4 * len(test_sets))]
+    for row, g in table.groupby("method", sort=False):
+        cells = []
+        for t in test_sets:
+            r = g[g["test_set"] == t]
+            cells += (["-"] * 4 if r.empty else
+                      [f"{r.nme_inter_pupil.iloc[0]:.2f}", f"{r.nme.iloc[0]:.2f} [{r.nme_ci_low.iloc[0]:.2f}, "
+                       f"{r.nme_ci_high.iloc[0]:.2f}]", f"{r.fr_10.iloc[0]:.2f}", f"{r.auc_10.iloc[0]:.4f}"])
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

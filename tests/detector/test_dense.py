@@ -116,7 +116,7 @@ def test_label_transfer_trains_frozen_then_jointly(dense_faces, faces, tmp_path)
              init=tmp_path / "frozen", progress=False)
     joint = det.load_detector(tmp_path / "joint")[0]
     assert not torch.equal(joint.dense.stem[0].weight, frozen.dense.stem[0].weight)
-    with pytest.raises(ValueError, match="freeze names 'trunk'"):
+    with pytest.raises(ValueError, match=r"freeze names \['trunk'\]"):
         tr.train(real_train, real_val, TRANSFER, _cfg(steps=1, freeze=["trunk"]), tmp_path / "bad",
                  init=tmp_path / "dense", progress=False)
 

@@ -55,3 +55,11 @@ def test_every_row_trains(rendered, tmp_path):
     folders = study.train_rows(CFG, rendered, real, tmp_path, progress=False)
     assert list(folders) == list(study.ROWS)
     assert all((f / "model.safetensors").is_file() for f in folders.values())
+
+
+def test_the_table_has_one_line_per_row_and_a_dash_for_a_missing_test_set():
+    import pandas as pd
+    rows = pd.DataFrame([{"method": "real only", "test_set": "a", "nme": 5.0, "nme_ci_low": 4.5, "nme_ci_high": 5.5,
+                          "nme_inter_pupil": 7.0, "fr_10": 2.0, "auc_10": 0.5}])
+    text = study.table_markdown(rows, ["a", "b"])
+    assert text.splitlines()[2] == "| real only | 7.00 | 5.00 [4.50, 5.50] | 2.00 | 0.5000 | - | - | - | - |"
