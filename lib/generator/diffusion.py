@@ -82,6 +82,10 @@ class TrainConfig:
     guidance: float = 3.0
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al. 2023); None: plain MSE
     ema_decay: float | None = None  # EMA of the trained weights (diffusers' EMAModel, with warm-up); the EMA is saved
+    # landmark consistency (train(..., critic=), lib/detector/critic.py): the critic's NME on the decoded one-step estimate
+    # against the conditioning landmarks, weighted and added to the loss for timesteps below max_timestep
+    consistency_weight: float = 0.0
+    consistency_max_timestep: int = 1000
     seed: int = 0
     threads: int = 0
 
@@ -444,7 +448,17 @@ def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int, conditi
             points[j] = lm.flip_landmarks(points[j], size)
     prompts = ["" if rng.random() < cfg.prompt_dropout else pairs.prompts[i] for i in idx]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    return x, condition_tensor(points, size, conditioning), prompts
+    return x, condition_tensor(points, size, conditioning), prompts, points
+
+
+def denoised(pred: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor, scheduler) -> torch.Tensor:
+    """The one-step estimate of the clean latents from the network's prediction."""
+    a = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)[t].view(-1, *[1] * (noisy.ndim - 1))
+    if scheduler.config.prediction_type == "v_prediction":
+        return a.sqrt() * noisy - (1 - a).sqrt() * pred
+    if scheduler.config.prediction_type == "epsilon":
+        return (noisy - (1 - a).sqrt() * pred) / a.sqrt()
+    raise ValueError(f"prediction type {scheduler.config.prediction_type!r}: no one-step estimate for the critic")
 
 
 def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, scheduler: DDPMScheduler,
@@ -463,13 +477,17 @@ def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, sc
 
 def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, model_cfg: dict | None = None,
           init: str | Path | None = None, preview: tuple | None = None, stop_at: int | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, critic=None) -> TrainResult:
     """Train the ControlNet (and the UNet if ``cfg.train_unet``) on `pairs`; write the generator to `out`.
 
     `preview`: (points (K, 68, 2), prompts, seeds) drawn into ``out/samples/`` every ``sample_every``
     steps. Resumes from ``out/checkpoints/last.safetensors`` (``lib.core.training``). Under
     ``accelerate launch`` each process takes its shard of every global batch of
-    ``batch_size * processes`` pairs; the main process writes checkpoints and the model."""
+    ``batch_size * processes`` pairs; the main process writes checkpoints and the model.
+    `critic`: required when ``cfg.consistency_weight`` is set: a frozen module whose ``loss(faces,
+    points)`` is a differentiable landmark error of decoded faces ((N, 3, R, R) in [-1, 1]) against
+    their conditioning landmarks (``lib.detector.critic.Critic``); it is added for timesteps below
+    ``cfg.consistency_max_timestep`` on the one-step estimate (``denoised``)."""
     from accelerate import Accelerator
 
     out = Path(out)
@@ -477,6 +495,10 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation)
     if c.controlnet is None and not cfg.train_unet:
         raise ValueError("a concat generator learns the landmarks in its UNet: set train_unet: true")
+    if cfg.consistency_weight and critic is None:
+        raise ValueError(f"{out}: consistency_weight {cfg.consistency_weight} needs a critic (a detector folder, "
+                         "lib.detector.critic)")
+    critic = critic if cfg.consistency_weight else None
     for m in (c.vae, c.text_encoder):
         m.requires_grad_(False).eval()
     c.unet.requires_grad_(cfg.train_unet)
@@ -494,7 +516,9 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     run = TrainingRun(out, {"model": model_cfg or {}, "train": asdict(cfg), "init": str(init), "n": len(pairs),
                             "data": fingerprint(pairs.images, pairs.points, pairs.prompts),
                             "init_weights": fingerprint(Path(init)) if init else None,
-                            "vae": fingerprint([v.detach().cpu().float().numpy() for v in c.vae.state_dict().values()])},
+                            "vae": fingerprint([v.detach().cpu().float().numpy() for v in c.vae.state_dict().values()]),
+                            **({"critic": fingerprint([v.detach().cpu().numpy() for v in critic.state_dict().values()])}
+                               if critic is not None else {})},
                       cfg.steps, cfg.checkpoint_every, f"train {out.name}", stop_at,
                       progress, is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
     # EMA with warm-up (decay 1 - (1 + step)^(-2/3), capped at ema_decay): the average follows the
@@ -504,6 +528,8 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     net, opt = acc.prepare(net, opt)
     c.vae.to(acc.device)
     c.text_encoder.to(acc.device)
+    if critic is not None:
+        critic.to(acc.device)
     prompt_cache: dict[str, torch.Tensor] = {}
 
     def embed(prompts):
@@ -517,11 +543,11 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     scale = c.vae.config.scaling_factor
     net.train()
     for step in run:
-        loss_sum = 0.0
+        loss_sum = consistency_sum = 0.0
         for micro in range(cfg.gradient_accumulation):
             k_step = step * cfg.gradient_accumulation + micro  # every micro-batch has its own data and noise
             idx = epoch_batch(k_step, len(pairs), global_batch, cfg.seed)[rank::world]
-            x, cond, prompts = _batch(pairs, idx, cfg, k_step, c.conditioning)
+            x, cond, prompts, points = _batch(pairs, idx, cfg, k_step, c.conditioning)
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + k_step * 101 + rank)
             with torch.no_grad():
                 latents = c.vae.encode(x.to(acc.device, c.vae.dtype)).latent_dist.sample(generator=g) * scale
@@ -534,6 +560,13 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
                 with acc.autocast():
                     pred = net(noisy, t, text, cond.to(acc.device))
                 loss = diffusion_loss(pred.float(), target.float(), t, c.scheduler, cfg.snr_gamma)
+                read = (t < cfg.consistency_max_timestep).cpu().numpy() if critic is not None else None
+                if read is not None and read.any():  # the critic reads the faces the estimate decodes to
+                    x0 = denoised(pred.float()[read], noisy.float()[read], t[read], c.scheduler)
+                    faces = c.vae.decode((x0 / scale).to(c.vae.dtype)).sample.float().clamp(-1, 1)
+                    consistency = critic.loss(faces, points[read])
+                    loss = loss + cfg.consistency_weight * consistency * read.mean()
+                    consistency_sum += float(consistency.detach())
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -544,7 +577,8 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
             ema.step(params)
         # the mean loss over all processes, so the history is the global batch's
         loss_mean = float(acc.reduce(torch.tensor(loss_sum / cfg.gradient_accumulation, device=acc.device), "mean"))
-        run.log(loss=loss_mean, lr=sched.get_last_lr()[0])
+        extra = {"consistency": consistency_sum / cfg.gradient_accumulation} if critic is not None else {}
+        run.log(loss=loss_mean, lr=sched.get_last_lr()[0], **extra)
         if preview is not None and acc.is_main_process and (run.step % cfg.sample_every == 0 or run.step == cfg.steps):
             net.eval()
             with _averaged(ema, params):

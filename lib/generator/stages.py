@@ -4,6 +4,9 @@ processes under ``accelerate launch``): whichever runs first trains, the other
 finds the finished model and resumes with nothing left to do.
 
     autoencoder  the small profiles' latent space (none for a pretrained base)
+
+A stage with ``consistency_weight`` also takes a landmark critic (``lib.detector.critic``,
+trained on ``stage1_pairs`` into ``models/critic``), which the caller builds and passes in.
     stage1       real faces, empty prompts
     stage2       the multi-domain set with style prompts, from stage 1
     onestep      the multi-domain set from scratch (the ablation)
@@ -99,9 +102,14 @@ def train_autoencoder(diffusion: dict, data_dir: Path, models: Path, progress: b
                              progress=progress)
 
 
+def uses_critic(diffusion: dict) -> bool:
+    """Whether a stage trains with the landmark-consistency loss (and so needs ``models/critic``)."""
+    return any(diffusion[g].get("consistency_weight") for g in GENERATORS if g in diffusion)
+
+
 def train_generator(name: str, diffusion: dict, data_dir: Path, generated: Path, models: Path,
-                    stop_at: int | None = None, progress: bool = True) -> TrainResult:
-    """Train generator `name` (one of GENERATORS) into ``models/<name>``."""
+                    stop_at: int | None = None, progress: bool = True, critic=None) -> TrainResult:
+    """Train generator `name` (one of GENERATORS) into ``models/<name>`` (`critic`: see ``diffusion.train``)."""
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
     model_cfg, res = diffusion["model"], diffusion["model"]["resolution"]
@@ -118,4 +126,4 @@ def train_generator(name: str, diffusion: dict, data_dir: Path, generated: Path,
         else:
             components, init = dm.build_components(model_cfg, models / "autoencoder"), None
     return dm.train(pairs, components, cfg, models / name, model_cfg, init=init, preview=preview(data_dir, res, styles),
-                    stop_at=stop_at, progress=progress)
+                    stop_at=stop_at, progress=progress, critic=critic)

@@ -235,3 +235,52 @@ def test_image_to_image_keeps_the_init_image_at_low_strength(tmp_path, autoencod
     assert abs(err(full) - err(noise)) < 5  # strength 1: as far from the init image as a face drawn from noise
     with pytest.raises(ValueError, match="init images"):
         dm.generate(pipe, pts, prompts, [1, 2], RES, steps=2, init_images=init[:1], strength=0.5)
+
+
+# ------------------------------------------------------------------ the landmark-consistency loss
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_one_step_estimate_recovers_the_clean_latents(prediction_type):
+    sched = dm.noise_scheduler(prediction_type)
+    g = torch.Generator().manual_seed(0)
+    clean, noise = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    t = torch.tensor([10, 500, 990])
+    noisy = sched.add_noise(clean, noise, t)
+    target = noise if prediction_type == "epsilon" else sched.get_velocity(clean, noise, t)
+    assert torch.allclose(dm.denoised(target, noisy, t, sched), clean, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def critic(tmp_path_factory):
+    from lib.detector.critic import Critic
+    from tests.detector.test_critic import make_critic
+    return Critic(make_critic(tmp_path_factory.mktemp("critic") / "critic", RES))
+
+
+def test_generator_trains_with_the_consistency_loss(tmp_path, autoencoder_dir, pairs, critic):
+    c = dm.build_components(CONCAT, autoencoder_dir)
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "consistency_weight": 1.0, "consistency_max_timestep": 1000,
+                            "sample_every": 100})
+    with pytest.raises(ValueError, match="critic"):
+        dm.train(pairs, c, cfg, tmp_path / "none", CONCAT, progress=False)
+    h = dm.train(pairs, c, cfg, tmp_path / "g", CONCAT, progress=False, critic=critic)
+    assert np.isfinite(h.history["consistency"]).all() and (h.history["consistency"] > 0).all()
+    # the loss changes what the UNet learns: same seed and data without it ends elsewhere
+    torch.manual_seed(0)
+    c2 = dm.build_components(CONCAT, autoencoder_dir)
+    torch.manual_seed(0)
+    c3 = dm.build_components(CONCAT, autoencoder_dir)
+    dm.train(pairs, c2, cfg, tmp_path / "with", CONCAT, progress=False, critic=critic)
+    dm.train(pairs, c3, dm.TrainConfig(**{**cfg.__dict__, "consistency_weight": 0.0}), tmp_path / "without", CONCAT,
+             progress=False)
+    a, b = c2.unet.state_dict(), c3.unet.state_dict()
+    assert any(not torch.allclose(a[k], b[k]) for k in a)
+
+
+def test_consistency_reaches_the_controlnet_of_the_paper_path(tmp_path, stable_diffusion_dir, pairs, critic):
+    model = {"pretrained": str(stable_diffusion_dir), "resolution": RES}
+    c = dm.build_components(model)
+    cfg = dm.TrainConfig(steps=2, batch_size=2, lr=1e-3, train_unet=False, checkpoint_every=2, sample_every=100,
+                         threads=1, consistency_weight=1.0)
+    h = dm.train(pairs, c, cfg, tmp_path / "g", model, progress=False, critic=critic)
+    assert np.isfinite(h.history["consistency"]).all()
