@@ -4,9 +4,12 @@ GPUs, under ``accelerate launch``:
     accelerate launch --num_processes 4 -m lib.launch stage1 --profile paper
     accelerate launch --num_processes 4 -m lib.launch stage2 --profile paper
     python -m lib.launch autoencoder --profile demo        # small profiles; one process
+    python -m lib.launch critic --profile cpu              # where a stage uses the consistency loss
 
 Stages (``lib.generator.stages``): ``autoencoder`` (small profiles' latent
-space; nothing to do for a pretrained base; one process only), ``stage1``,
+space; nothing to do for a pretrained base; one process only), ``critic`` (the
+landmark critic of the consistency loss, ``lib.detector.critic``; nothing to do where
+no stage sets ``consistency_weight``; one process only), ``stage1``,
 ``stage2`` (needs stage 1 and the multi-domain set that notebook 03 writes to
 ``generated/<profile>/multidomain``), ``onestep`` (needs the multi-domain set).
 
@@ -36,7 +39,7 @@ from pathlib import Path
 
 from . import pipeline
 
-STAGES = ("autoencoder", "stage1", "stage2", "onestep")
+STAGES = ("autoencoder", "critic", "stage1", "stage2", "onestep")
 
 
 class LaunchError(Exception):
@@ -51,9 +54,9 @@ def check_inputs(stage: str, diffusion: dict, data: Path, generated: Path, model
     """Raise LaunchError naming what `stage` lacks (and how to make it)."""
     if stage not in STAGES:
         raise LaunchError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
-    if stage == "autoencoder" and processes > 1:
-        raise LaunchError(f"the autoencoder trains on one process only (this launch has {processes}); "
-                          "run: python -m lib.launch autoencoder --profile <profile>")
+    if stage in ("autoencoder", "critic") and processes > 1:
+        raise LaunchError(f"the {stage} trains on one process only (this launch has {processes}); "
+                          f"run: python -m lib.launch {stage} --profile <profile>")
     crops = Path(data) / "crops"
     for split in ("train", "val"):
         if not any((crops / split).glob("*.pts")):
@@ -71,6 +74,11 @@ def check_inputs(stage: str, diffusion: dict, data: Path, generated: Path, model
                           "(python -m lib.launch autoencoder --profile <profile>, or notebook 02)")
     if stage == "stage2" and not (Path(models) / "stage1" / "generator.json").exists():
         raise LaunchError(f"{Path(models) / 'stage1'}: no finished stage-1 model; train stage1 first")
+    from .generator import stages
+    if stage in stages.GENERATORS and diffusion[stage].get("consistency_weight") \
+            and not (stages.critic_dir(models) / "model.safetensors").exists():
+        raise LaunchError(f"{stages.critic_dir(models)}: no landmark critic, which {stage}'s consistency loss "
+                          "needs; train it first (python -m lib.launch critic --profile <profile>, or notebook 02)")
 
 
 def _log_shards(path: str) -> None:
@@ -116,8 +124,22 @@ def run(stage: str, profile: str, root: Path = pipeline.ROOT, stop_at: int | Non
             return None
         out = models / "autoencoder"
         finished = (out / "config.json").exists()
+    elif stage == "critic":
+        if not stages.uses_critic(diffusion):
+            print(f"{profile}: no stage uses the consistency loss; no critic to train", flush=True)
+            return None
+        from .detector.critic import train_critic
+        train, val = stages.stage1_pairs(data, diffusion["model"]["resolution"])
+        out = stages.critic_dir(models)
+        finished = train_critic(train.images, train.points, val.images, val.points, diffusion["critic"], out,
+                                progress=progress).finished
     else:
-        result = stages.train_generator(stage, diffusion, data, generated, models, stop_at=stop_at, progress=progress)
+        critic = None
+        if diffusion[stage].get("consistency_weight"):
+            from .detector.critic import Critic
+            critic = Critic(stages.critic_dir(models))
+        result = stages.train_generator(stage, diffusion, data, generated, models, stop_at=stop_at, progress=progress,
+                                        critic=critic)
         out, finished = models / stage, result.finished
     if state.is_main_process:
         if finished:

@@ -27,7 +27,8 @@ def _profile(root: Path, batch_size: int) -> dict:
     d["autoencoder_train"].update(steps=2, threads=1)
     d["stage1"].update(steps=STEPS, batch_size=batch_size, lr=2e-3, flip=0.0, checkpoint_every=3, sample_every=100,
                        sample_steps=1, threads=1,
-                       snr_gamma=None)  # plain MSE: min-SNR weights make a few steps' losses too noisy to compare
+                       snr_gamma=None,  # plain MSE: min-SNR weights make a few steps' losses too noisy to compare
+                       consistency_weight=0.0)  # nor the critic's term (its launch: test_the_critic_launches_first)
     (root / "params").mkdir(parents=True, exist_ok=True)
     (root / "params" / "smoke.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params
@@ -150,3 +151,28 @@ def test_clear_errors(project, tmp_path, capsys):
         launch.check_inputs("stage1", paper, data, generated, empty, 1)
     assert launch.main(["onestep", "--profile", "smoke", "--root", root]) == 2
     assert "notebook 03 makes it" in capsys.readouterr().err
+
+
+def test_the_critic_launches_first(project, tmp_path):
+    """A stage with the consistency loss needs the critic, which its own launch stage trains (one process)."""
+    params = pipeline.load_params("smoke")  # the profile as shipped: every stage uses the consistency loss
+    d = params["diffusion"]
+    assert stages.uses_critic(d)
+    root = tmp_path / "p"
+    (root / "params").mkdir(parents=True)
+    (root / "params" / "smoke.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "models" / "smoke").mkdir(parents=True)
+    os.symlink(project / "data", root / "data")
+    data, generated, models = (pipeline.data_dir("smoke", root), pipeline.generated_dir("smoke", root),
+                               root / "models" / "smoke")
+    os.symlink(project / "models" / "smoke" / "autoencoder", models / "autoencoder")
+    with pytest.raises(launch.LaunchError, match="no landmark critic"):
+        launch.check_inputs("stage1", d, data, generated, models, 1)
+    with pytest.raises(launch.LaunchError, match="one process only"):
+        launch.check_inputs("critic", d, data, generated, models, 2)
+    assert launch.main(["critic", "--profile", "smoke", "--root", str(root), "--no-progress"]) == 0
+    assert (stages.critic_dir(models) / "model.safetensors").is_file()
+    launch.check_inputs("stage1", d, data, generated, models, 1)  # now nothing lacks
+    assert launch.main(["stage1", "--profile", "smoke", "--root", str(root), "--no-progress"]) == 0
+    history = pd.read_csv(models / "stage1" / "history.csv")
+    assert np.isfinite(history["consistency"]).all()

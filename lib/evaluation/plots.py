@@ -94,10 +94,16 @@ def training_time(history) -> str:
 
 def training_curves(history, title: str, window: int = 50):
     """Training loss per step (raw, faint, and smoothed) and, where the history has
-    it, validation NME with the kept step marked; the title carries steps and time."""
+    it, validation NME with the kept step marked (a generator trained with the
+    consistency loss: the critic's NME on its one-step estimates); the title carries
+    steps and time."""
     import seaborn as sns
     sns.set_theme(style="whitegrid", context="paper")
-    val = history.dropna(subset=["val_nme"]) if "val_nme" in history else history.iloc[:0]
+    if "val_nme" not in history and "consistency" in history:  # a generator with the consistency loss
+        val = history.assign(val_nme=history["consistency"].rolling(window, min_periods=1).mean() * 100)
+        val = val.iloc[window - 1::window] if len(val) > window else val
+    else:
+        val = history.dropna(subset=["val_nme"]) if "val_nme" in history else history.iloc[:0]
     fig, axes = plt.subplots(1, 2 if len(val) else 1, figsize=(9 if len(val) else 5, 3.2), squeeze=False)
     a = axes[0, 0]
     smooth = history.assign(smoothed=history["loss"].rolling(window, min_periods=1).mean())
@@ -109,9 +115,12 @@ def training_curves(history, title: str, window: int = 50):
         b = axes[0, 1]
         sns.lineplot(data=val, x="step", y="val_nme", ax=b, marker="o")
         best = val.loc[val["val_nme"].idxmin()]
-        b.plot([best["step"]], [best["val_nme"]], "r*", ms=12, label=f"kept: step {int(best['step'])}")
-        b.set_ylabel("validation NME (%)")
-        b.legend(fontsize=7)
+        if "consistency" in history:
+            b.set_ylabel(f"critic NME on the one-step estimate (%, mean of {window})")
+        else:
+            b.plot([best["step"]], [best["val_nme"]], "r*", ms=12, label=f"kept: step {int(best['step'])}")
+            b.set_ylabel("validation NME (%)")
+            b.legend(fontsize=7)
     fig.suptitle(f"{title} ({training_time(history)})", fontsize=9)
     fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ finds the finished model and resumes with nothing left to do.
     autoencoder  the small profiles' latent space (none for a pretrained base)
 
 A stage with ``consistency_weight`` also takes a landmark critic (``lib.detector.critic``,
-trained on ``stage1_pairs`` into ``models/critic``), which the caller builds and passes in.
+trained on ``stage1_pairs`` into ``critic_dir``), which the caller builds and passes in.
     stage1       real faces, empty prompts
     stage2       the multi-domain set with style prompts, from stage 1
     onestep      the multi-domain set from scratch (the ablation)
@@ -102,8 +102,13 @@ def train_autoencoder(diffusion: dict, data_dir: Path, models: Path, progress: b
                              progress=progress)
 
 
+def critic_dir(models: Path) -> Path:
+    """Where notebook 02 trains the critic: inside the stage-1 model, which stage 2 and one-step build on."""
+    return Path(models) / "stage1" / "critic"
+
+
 def uses_critic(diffusion: dict) -> bool:
-    """Whether a stage trains with the landmark-consistency loss (and so needs ``models/critic``)."""
+    """Whether a stage trains with the landmark-consistency loss (and so needs a critic)."""
     return any(diffusion[g].get("consistency_weight") for g in GENERATORS if g in diffusion)
 
 
