@@ -172,6 +172,9 @@ def resolve_parameters(stage: str, profile: str, overrides: dict | None = None, 
 
 # --- running a stage ------------------------------------------------------------------------
 
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
 def run(stage: str, profile: str = "demo", overrides: dict | None = None, root: Path = ROOT) -> Path:
     import papermill as pm
 
@@ -184,9 +187,19 @@ def run(stage: str, profile: str = "demo", overrides: dict | None = None, root: 
                        "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
                        "PYTHONWARNINGS": "ignore::FutureWarning"}.items():
         os.environ.setdefault(key, value)
-    pm.execute_notebook(str(root / "notebooks" / f"{stage}.ipynb"), str(out),
-                        parameters={"profile": profile, **sections}, cwd=str(root), kernel_name="python3",
-                        progress_bar=False, kernel_manager_class=_local_kernel_manager())
+    # the figures a cell draws are embedded in the executed notebook (training curves, sample grids), whatever
+    # backend the calling shell sets for scripts (./study exports Agg); the kernel inherits the environment
+    backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        pm.execute_notebook(str(root / "notebooks" / f"{stage}.ipynb"), str(out),
+                            parameters={"profile": profile, **sections}, cwd=str(root), kernel_name="python3",
+                            progress_bar=False, kernel_manager_class=_local_kernel_manager())
+    finally:
+        if backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = backend
     return out
 
 

@@ -192,6 +192,9 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert (work / "models" / "smoke" / "stage2" / "model_index.json").exists()  # diffusers save_pretrained layout
     assert (work / "results" / "smoke" / "notebooks" / "06_evaluation.ipynb").exists()
     assert (work / "pipelines" / "smoke" / "dvc.lock").exists()
+    # the executed notebooks show their figures (training curves, samples), not only files beside them
+    executed = json.loads((work / "results" / "smoke" / "notebooks" / "02_stage1.ipynb").read_text())
+    assert any("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
 
     # DVC's metrics: Table 1 and the alignment table
     metrics = json.loads(dvc("metrics", "show", "--json"))
