@@ -13,7 +13,10 @@ Split rules (fixed, documented in the README):
 - few-shot sources (``fewshot: K`` of n faces): faces in natural order of
   their file names; rank r (0-based) goes to ``fewshot_<domain>`` when
   floor((r+1)K/n) > floor(rK/n), i.e. K evenly spaced faces (every second
-  one when K = n/2), the rest to the source's test split.
+  one when K = n/2), the rest to the source's test split;
+- validation faces of a domain (``val: V``): the same rule applied to the faces
+  that few-shot left (in the same order) sends V evenly spaced ones to
+  ``val_<domain>``, for choices made on that domain (never on its test faces).
 """
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
     keep splits apart. Existing files are kept (rendering is deterministic)."""
     size, seed = cfg["size"], cfg["seed"]
     plan = [("photo", "train", cfg["train"]), ("photo", "test", cfg["test"])]
-    plan += [(d, "domain", cfg["fewshot"] * 2 + cfg["test"]) for d in cfg["domains"]]
+    val = cfg.get("val", 0)  # validation faces per domain (val_<domain>)
+    plan += [(d, "domain", cfg["fewshot"] * 2 + cfg["test"] + val) for d in cfg["domains"]]
     sources, offset = [], seed * 1_000_000
     for style, part, n in plan:
         rel = f"{style}/{part}"
@@ -76,7 +80,7 @@ def render_procedural(cfg: dict, out: Path) -> list[dict]:
             sources.append({"path": rel, "format": "300w", "split": "test_photo", "domain": "photo"})
         else:
             sources.append({"path": rel, "format": "300w", "split": f"test_{style}", "domain": style,
-                            "fewshot": cfg["fewshot"]})
+                            "fewshot": cfg["fewshot"], "val": val})
     return sources
 
 
@@ -88,8 +92,11 @@ def _assign(samples: list[ds.Sample], src: dict, val_fraction: float):
     (``x.jpg`` and ``x.png``)."""
     prefix = Path(src["path"]).as_posix().replace("/", "_").strip("._")
     samples = sorted(samples, key=lambda s: natural_key(s.image_path))
-    k, n = src.get("fewshot", 0), len(samples)
+    k, v, n = src.get("fewshot", 0), src.get("val", 0), len(samples)
+    if k + v > n:
+        raise ValueError(f"source {src['path']}: fewshot {k} + val {v} faces asked of {n}")
     stems = Counter(s.name for s in samples)
+    left = 0  # faces few-shot has not taken so far (the val rule's rank)
     for rank, s in enumerate(samples):
         sid = f"{prefix}_{s.name if stems[s.name] == 1 else s.image_path.name}"
         split = src["split"]
@@ -97,6 +104,10 @@ def _assign(samples: list[ds.Sample], src: dict, val_fraction: float):
             split = "val"
         elif k and (rank + 1) * k // n > rank * k // n:
             split = f"fewshot_{src['domain']}"
+        elif v:
+            if (left + 1) * v // (n - k) > left * v // (n - k):
+                split = f"val_{src['domain']}"
+            left += 1
         yield s, split, sid
 
 

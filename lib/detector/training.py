@@ -4,6 +4,7 @@ weights, checkpoints with exact resume, selection on validation NME.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -248,3 +249,46 @@ def _averaged(ema: EMAModel, model: torch.nn.Module, averaged: torch.nn.Module) 
     """`averaged` = the EMA of `model`'s weights, with `model`'s normalisation statistics."""
     averaged.load_state_dict(model.state_dict())
     ema.copy_to(averaged.parameters())
+
+
+def validation_nme(folder: str | Path, faces: FaceSet) -> float:
+    """Mean NME (%) of the detector folder on `faces`, each cropped by its landmark box."""
+    model, config = load_detector(folder)
+    crops, pts = validation_crops(faces, model.cfg.input_size, config["margin"])
+    return float(metrics.nme_per_image(predict_crops(model, crops), pts).mean() * 100)
+
+
+def choose_mix(samples: list[ds.Sample], val_samples: list[ds.Sample], domain_val: list[ds.Sample],
+               mcfg: NetworkConfig, train_cfg: dict, candidates: list[dict], tolerance: float, out: str | Path,
+               init: str | Path, seed: int, holdout: float, errors: list | None = None, progress: bool = True,
+               pools: dict[str, list[ds.Sample]] | None = None) -> tuple[dict, pd.DataFrame]:
+    """The batch mix (``TrainConfig.mix``) for the fine-tunes, chosen on validation faces only.
+
+    Each candidate fine-tunes `init` on `samples` once (seed `seed`, into ``out/mix<k>``) and
+    is scored on the real validation faces (`val_samples`) and the domain's validation faces
+    (`domain_val`, e.g. ``val_caricature``): the chosen mix has the lowest domain NME among the
+    candidates whose real NME is at most `tolerance` points above `init`'s, or, when none is,
+    the lowest real NME. Returns (the mix, one row per candidate)."""
+    if not candidates:
+        raise ValueError("choose_mix needs at least one candidate mix")
+    if not domain_val:
+        raise ValueError("choose_mix needs the domain's validation faces (a val_<domain> split from data prep)")
+    out = Path(out)
+    real, domain = FaceSet(val_samples, errors), FaceSet(domain_val, errors)
+    start = validation_nme(init, real)
+    rows = []
+    for k, mix in enumerate(candidates):
+        folder = out / f"mix{k}"
+        run = finetune(samples, val_samples, mcfg, {**train_cfg, "mix": dict(mix)}, folder, init, [seed], holdout,
+                       errors, progress, pools)[seed]
+        nme_real = validation_nme(folder / f"seed{seed}", real)
+        rows.append({"mix": json.dumps(dict(mix), sort_keys=True), "real val NME (%)": nme_real,
+                     "domain val NME (%)": validation_nme(folder / f"seed{seed}", domain),
+                     "within tolerance": nme_real <= start + tolerance,
+                     "minutes": float(run.history["seconds"].iloc[-1]) / 60})  # the whole run, resumed or not
+    table = pd.DataFrame(rows)
+    ok = table[table["within tolerance"]]
+    best = ok["domain val NME (%)"].idxmin() if len(ok) else table["real val NME (%)"].idxmin()
+    table["chosen"] = table.index == best
+    table.attrs["initial real val NME (%)"] = start
+    return dict(candidates[best]), table

@@ -38,6 +38,19 @@ def test_fewshot_rule_takes_every_second_face():
     assert [n for n, sp in splits.items() if sp == "fewshot_caricature"] == [str(n) for n in range(2, 21, 2)]
 
 
+def test_domain_validation_rule_takes_evenly_spaced_faces_few_shot_left():
+    samples = [ds.Sample(__import__("pathlib").Path(f"{n}.jpg"), np.zeros((68, 2))) for n in range(1, 31)]
+    src = {"path": "caricature", "split": "test_caricature", "domain": "caricature", "fewshot": 10, "val": 5}
+    splits = {s.name: sp for s, sp, _ in dp._assign(samples, src, 0.1)}
+    fewshot = [n for n, sp in splits.items() if sp == "fewshot_caricature"]
+    assert fewshot == [str(n) for n in range(3, 31, 3)]  # unchanged by the val rule
+    left = [n for n in splits if n not in fewshot]  # 20 faces: every fourth goes to validation
+    assert [n for n, sp in splits.items() if sp == "val_caricature"] == left[3::4]
+    assert sum(sp == "test_caricature" for sp in splits.values()) == 15
+    with pytest.raises(ValueError, match="caricature: fewshot 10 \\+ val 25 faces asked of 30"):
+        list(dp._assign(samples, {**src, "val": 25}, 0.1))
+
+
 def test_procedural_profile(tmp_path):
     summary = dp.prepare(SMOKE, tmp_path)
     assert summary["skipped"] == 0
@@ -89,11 +102,11 @@ def test_missing_root_is_a_clear_error(tmp_path):
 def test_real_caricature_split():
     cfg = {"root": str(DATA_ROOT), "crop_size": 32, "margin": 0.25, "val_fraction": 0.1,
            "sources": [{"path": "caricature", "format": "caricature", "split": "test_caricature",
-                        "domain": "caricature", "fewshot": 10}]}
+                        "domain": "caricature", "fewshot": 10, "val": 5}]}
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         s = dp.prepare(cfg, d, show_progress=False)
-    assert s["splits"] == {"fewshot_caricature": 10, "test_caricature": 20}
+    assert s["splits"] == {"fewshot_caricature": 10, "test_caricature": 15, "val_caricature": 5}
 
 
 def test_same_stem_files_get_unique_ids(tmp_path):

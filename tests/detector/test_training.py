@@ -144,3 +144,25 @@ def test_take_gives_the_first_faces_and_refuses_more_than_there_are(faces):
     assert len(sub) == 3 and all(a is b for a, b in zip(sub.images, train.images[:3]))
     with pytest.raises(ValueError, match="asked for 9 faces of a set of 8"):
         train.take(9)
+
+
+def test_choose_mix_fine_tunes_each_candidate_and_picks_on_validation_only(samples, tmp_path):
+    base = {"steps": 4, "batch_size": 4, "lr": 1e-3, "warmup": 1, "checkpoint_every": 2, "val_every": 2, "threads": 1}
+    tr.train(tr.FaceSet(samples[:6]), tr.FaceSet(samples[6:8]), MCFG, tr.TrainConfig.from_dict(base), tmp_path / "real",
+             progress=False)
+    candidates = [{}, {"few": 0.5}]
+    args = (samples[:6], samples[6:8], samples[8:], MCFG, base, candidates)
+    kw = dict(out=tmp_path / "mix", init=tmp_path / "real", seed=0, holdout=0.3, progress=False,
+              pools={"few": samples[8:]})
+    mix, table = tr.choose_mix(*args, tolerance=100.0, **kw)
+    assert len(table) == 2 and table["chosen"].sum() == 1 and all((tmp_path / "mix" / f"mix{k}" / "seed0").is_dir()
+                                                                   for k in range(2))
+    # everything within tolerance: the lowest domain validation NME wins
+    assert mix == candidates[int(table["domain val NME (%)"].idxmin())]
+    assert table.loc[table["chosen"], "domain val NME (%)"].item() == table["domain val NME (%)"].min()
+    # nothing within tolerance: the lowest real validation NME wins (the runs are resumed, not trained again)
+    mix, strict = tr.choose_mix(*args, tolerance=-100.0, **kw)
+    assert mix == candidates[int(strict["real val NME (%)"].idxmin())] and not strict["within tolerance"].any()
+    assert np.allclose(strict["real val NME (%)"], table["real val NME (%)"])
+    with pytest.raises(ValueError, match="val_<domain>"):
+        tr.choose_mix(samples[:6], samples[6:8], [], MCFG, base, candidates, 0.1, **kw)
