@@ -42,6 +42,8 @@ VARIANTS = {
     "hourglass 64 px / 16": {},
     "hourglass 96 px / 24": {"model.input_size": 96, "model.heatmap_size": 24},
     "hourglass 128 px / 32": {"model.input_size": 128, "model.heatmap_size": 32},
+    "hourglass 128 px / 16": {"model.input_size": 128, "model.heatmap_size": 16},
+    "hourglass 64 px / 16, 96 channels": {"model.channels": 96},
     "hourglass 64 px / 16, 2 stacks": {"model.stacks": 2},
     "mobilenet 128 px / 8 (ImageNet)": {"model.arch": "mobilenet", "model.channels": 128, "model.input_size": 128,
                                         "model.heatmap_size": 8, "train.lr": 1.0e-3},

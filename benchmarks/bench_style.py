@@ -37,6 +37,8 @@ VARIANTS = {
     "no consistency loss in stage 2": {"stage2.consistency_weight": 0.0},
     "stage 2 lr x3": {"stage2.lr": 1.0e-3},
     "unconditional prompt share 0.3": {"stage2.prompt_dropout": 0.3},
+    "learned style embeddings": {"stage2.style_embeddings": True},
+    "learned style embeddings, lr x3": {"stage2.style_embeddings": True, "stage2.lr": 1.0e-3},
 }
 
 

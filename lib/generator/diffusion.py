@@ -15,6 +15,14 @@ How the landmarks reach the UNet is ``model.conditioning``:
   trained from scratch on a CPU never reaches; the concatenated condition is
   seen from the first step and costs no second encoder.
 
+**Learned style embeddings** (``TrainConfig.style_embeddings``, concat generators): the
+training stage gives the UNet one learned vector per style prompt of its training set
+(diffusers' class embedding, ``num_class_embeds``, zero-initialised, added to the time
+embedding beside the pooled prompt), index 0 for the empty prompt and for any prompt
+the set did not hold. The prompts are the pipeline's ``style_prompts`` (saved in
+``model_index.json``); a sentence encoder's states for two style prompts differ in one
+word, a learned vector per style does not.
+
 Two bases, one code path:
 
 - ``model.pretrained`` set (the ``paper`` profile): Stable Diffusion 1.4 from a
@@ -86,6 +94,8 @@ class TrainConfig:
     # against the conditioning landmarks, weighted and added to the loss for timesteps below max_timestep
     consistency_weight: float = 0.0
     consistency_max_timestep: int = 1000
+    # a learned embedding per style prompt of the training pairs (concat generators; see the module's docstring)
+    style_embeddings: bool = False
     seed: int = 0
     threads: int = 0
 
@@ -146,6 +156,7 @@ class Components:
     tokenizer: object
     scheduler: DDPMScheduler
     base: str | None = None  # a local Stable Diffusion folder the generator builds on, or None if self-contained
+    style_prompts: list | None = None  # the prompts of the UNet's style embeddings (index i + 1), if it has them
 
     @property
     def conditioning(self) -> str:
@@ -238,6 +249,36 @@ def build_components(model: dict, autoencoder_dir: str | Path | None = None) -> 
                       noise_scheduler(model.get("prediction_type", "epsilon")), base)
 
 
+def style_labels(style_prompts: list | None, prompts: list[str]) -> torch.Tensor | None:
+    """The style-embedding index of each prompt (0: the empty prompt or one without an
+    embedding), or None for a generator without style embeddings."""
+    if not style_prompts:
+        return None
+    index = {p: i + 1 for i, p in enumerate(style_prompts)}
+    return torch.tensor([index.get(p, 0) for p in prompts], dtype=torch.long)
+
+
+def add_style_embeddings(c: Components, prompts: list[str]) -> None:
+    """Give the concat UNet of `c` a zero-initialised learned embedding per distinct
+    non-empty prompt of `prompts` (sorted), unless it has them already (a resumed run, or
+    stage 2 of a stage 1 that had them: its prompts are kept)."""
+    if c.controlnet is not None:
+        raise ValueError("style_embeddings: only a concat generator takes them (diffusers' ControlNet pipelines "
+                         "pass no class labels to the UNet)")
+    if c.unet.class_embedding is not None:
+        if not c.style_prompts:
+            raise ValueError("the UNet has a class embedding but no style prompts name its rows")
+        return
+    vocab = sorted({p for p in prompts if p})
+    if not vocab:
+        raise ValueError("style_embeddings: the training pairs hold no non-empty prompt")
+    dim = c.unet.time_embedding.linear_2.out_features
+    c.unet.class_embedding = torch.nn.Embedding(len(vocab) + 1, dim)
+    torch.nn.init.zeros_(c.unet.class_embedding.weight)  # the generator starts as it was
+    c.unet.register_to_config(num_class_embeds=len(vocab) + 1)
+    c.style_prompts = vocab
+
+
 def concat_input(latents: torch.Tensor, parts: torch.Tensor, factor: int) -> torch.Tensor:
     """The concat UNet's input: latents and the part channels folded to the latent grid (lossless)."""
     return torch.cat([latents, F.pixel_unshuffle(parts.to(latents), factor)], dim=1)
@@ -249,13 +290,15 @@ class LandmarkPipeline(DiffusionPipeline):
     `image` the (N, len(PARTS), H, W) part channels in [0, 1] (``condition_tensor``).
     With `init_image` ((N, 3, H, W) in [0, 1]) it works as image-to-image, as diffusers'
     img2img pipelines do: the image's latents are noised to `strength` (1: pure noise)
-    and only the last ``int(steps * strength)`` DDIM steps are run."""
+    and only the last ``int(steps * strength)`` DDIM steps are run. `style_prompts`: the
+    prompts of the UNet's learned style embeddings, if it has them (``style_labels``)."""
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel,
-                 scheduler: DDIMScheduler):
+                 scheduler: DDIMScheduler, style_prompts: list | None = None):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.register_to_config(style_prompts=list(style_prompts or []))
 
     @torch.no_grad()
     def __call__(self, prompt: list[str], image: torch.Tensor, height: int, width: int, num_inference_steps: int = 20,
@@ -266,8 +309,11 @@ class LandmarkPipeline(DiffusionPipeline):
         n, f, device = len(prompt), vae_scale_factor(self.vae), self._execution_device
         guided = guidance_scale > 1
         text = encode_prompts(self.tokenizer, self.text_encoder, list(prompt))
+        labels = style_labels(self.config.style_prompts, list(prompt))
         if guided:
             text = torch.cat([encode_prompts(self.tokenizer, self.text_encoder, [""] * n), text])
+            labels = None if labels is None else torch.cat([torch.zeros_like(labels), labels])
+        labels = None if labels is None else labels.to(device)
         shape = (n, self.vae.config.latent_channels, height // f, width // f)
         noise = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -285,7 +331,7 @@ class LandmarkPipeline(DiffusionPipeline):
         for t in self.progress_bar(timesteps):
             x = torch.cat([latents, latents]) if guided else latents
             x = self.scheduler.scale_model_input(x, t)
-            pred = self.unet(concat_input(x, parts, f), t, encoder_hidden_states=text).sample
+            pred = self.unet(concat_input(x, parts, f), t, encoder_hidden_states=text, class_labels=labels).sample
             if guided:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
@@ -298,7 +344,7 @@ class LandmarkPipeline(DiffusionPipeline):
 def make_pipeline(c: Components) -> DiffusionPipeline:
     if c.controlnet is None:
         pipe = LandmarkPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet,
-                                scheduler=ddim(c.scheduler.config))
+                                scheduler=ddim(c.scheduler.config), style_prompts=c.style_prompts)
         pipe.set_progress_bar_config(disable=True)
         return pipe
     pipe = StableDiffusionControlNetPipeline(
@@ -342,7 +388,8 @@ def load_generator(folder: str | Path) -> DiffusionPipeline:
 
 def components_of(pipe: DiffusionPipeline, base: str | None) -> Components:
     return Components(pipe.vae, pipe.unet, getattr(pipe, "controlnet", None), pipe.text_encoder, pipe.tokenizer,
-                      DDPMScheduler.from_config(pipe.scheduler.config), base)
+                      DDPMScheduler.from_config(pipe.scheduler.config), base,
+                      list(pipe.config.get("style_prompts") or []) or None)
 
 
 def load_components(folder: str | Path) -> Components:
@@ -430,9 +477,10 @@ class LandmarkDiffusion(torch.nn.Module):
         super().__init__()
         self.unet, self.controlnet, self.factor = unet, controlnet, factor
 
-    def forward(self, noisy, t, text, cond):
+    def forward(self, noisy, t, text, cond, labels=None):
         if self.controlnet is None:
-            return self.unet(concat_input(noisy, cond, self.factor), t, encoder_hidden_states=text).sample
+            return self.unet(concat_input(noisy, cond, self.factor), t, encoder_hidden_states=text,
+                             class_labels=labels).sample
         down, mid = self.controlnet(noisy, t, encoder_hidden_states=text, controlnet_cond=cond, return_dict=False)
         return self.unet(noisy, t, encoder_hidden_states=text, down_block_additional_residuals=down,
                          mid_block_additional_residual=mid).sample
@@ -501,6 +549,8 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
     critic = critic if cfg.consistency_weight else None
     for m in (c.vae, c.text_encoder):
         m.requires_grad_(False).eval()
+    if cfg.style_embeddings:
+        add_style_embeddings(c, pairs.prompts)
     c.unet.requires_grad_(cfg.train_unet)
     if c.controlnet is not None:
         c.controlnet.requires_grad_(True)
@@ -558,7 +608,8 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
             text = embed(prompts)
             with acc.accumulate(net):
                 with acc.autocast():
-                    pred = net(noisy, t, text, cond.to(acc.device))
+                    labels = style_labels(c.style_prompts, prompts)
+                    pred = net(noisy, t, text, cond.to(acc.device), None if labels is None else labels.to(acc.device))
                 loss = diffusion_loss(pred.float(), target.float(), t, c.scheduler, cfg.snr_gamma)
                 read = (t < cfg.consistency_max_timestep).cpu().numpy() if critic is not None else None
                 if read is not None and read.any():  # the critic reads the faces the estimate decodes to

@@ -137,6 +137,53 @@ def test_concat_generator_trains_saves_and_loads_with_diffusers(tmp_path, autoen
     assert dm.load_components(tmp_path / "g").conditioning == "concat"
 
 
+def test_style_embeddings_learn_one_vector_per_style_save_load_and_resume(tmp_path, autoencoder_dir, pairs):
+    c = dm.build_components(CONCAT, autoencoder_dir)
+    assert c.unet.class_embedding is None and dm.style_labels(c.style_prompts, ["x"]) is None
+    # plain training first (stage 1), then a stage with style embeddings from it (stage 2)
+    dm.train(pairs, c, CFG, tmp_path / "s1", CONCAT, progress=False)
+    stage1 = dm.generate(dm.load_generator(tmp_path / "s1"), pairs.points[:2], ["a portrait of cartoon style"] * 2,
+                         [1, 2], RES, steps=2)
+    c = dm.load_components(tmp_path / "s1")
+    assert c.style_prompts is None
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "style_embeddings": True, "ema_decay": 0.9})
+    dm.add_style_embeddings(c, pairs.prompts)  # zero-initialised: the generator draws what it drew before
+    assert c.style_prompts == ["a portrait of cartoon style"] and c.unet.config.num_class_embeds == 2
+    same = dm.generate(dm.make_pipeline(c), pairs.points[:2], ["a portrait of cartoon style"] * 2, [1, 2], RES, steps=2)
+    assert np.abs(same.astype(int) - stage1).max() <= 1
+    c = dm.load_components(tmp_path / "s1")
+    dm.train(pairs, c, dm.TrainConfig(**{**cfg.__dict__}), tmp_path / "s2", CONCAT, init=tmp_path / "s1",
+             stop_at=2, progress=False)
+    c = dm.load_components(tmp_path / "s1")  # a fresh process resumes from the checkpoint
+    dm.train(pairs, c, cfg, tmp_path / "s2", CONCAT, init=tmp_path / "s1", progress=False)
+    assert float(c.unet.class_embedding.weight[1].detach().abs().max()) > 0  # the style's vector learned
+    assert float(c.unet.class_embedding.weight[0].detach().abs().max()) > 0  # and the empty prompt's (dropout 0.5)
+    index = json.loads((tmp_path / "s2" / "model_index.json").read_text())
+    assert index["style_prompts"] == ["a portrait of cartoon style"]
+    pipe = dm.LandmarkPipeline.from_pretrained(str(tmp_path / "s2"), local_files_only=True)  # diffusers' loader
+    assert pipe.config.style_prompts == ["a portrait of cartoon style"] and pipe.unet.config.num_class_embeds == 2
+    assert dm.style_labels(pipe.config.style_prompts, ["", "a portrait of cartoon style", "unseen"]).tolist() == [0, 1, 0]
+    assert dm.load_components(tmp_path / "s2").style_prompts == ["a portrait of cartoon style"]
+    # the style's vector reaches the output: same landmarks, seed and words, with and without it
+    pipe = dm.load_generator(tmp_path / "s2")
+    styled = dm.generate(pipe, pairs.points[:1], ["a portrait of cartoon style"], [3], RES, steps=2)
+    pipe.unet.class_embedding.weight.data[1] = pipe.unet.class_embedding.weight.data[0]
+    plain = dm.generate(pipe, pairs.points[:1], ["a portrait of cartoon style"], [3], RES, steps=2)
+    assert np.abs(styled.astype(int) - plain).max() > 0
+    # the stage that added them resumes to the same weights as a run that did not stop
+    c = dm.load_components(tmp_path / "s1")
+    dm.train(pairs, c, cfg, tmp_path / "full", CONCAT, init=tmp_path / "s1", progress=False)
+    a, b = (dm.load_components(tmp_path / n).unet.state_dict() for n in ("s2", "full"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_style_embeddings_need_a_concat_generator_and_prompts(autoencoder_dir, pairs):
+    with pytest.raises(ValueError, match="concat"):
+        dm.add_style_embeddings(dm.build_components(MODEL, autoencoder_dir), pairs.prompts)
+    with pytest.raises(ValueError, match="no non-empty prompt"):
+        dm.add_style_embeddings(dm.build_components(CONCAT, autoencoder_dir), ["", ""])
+
+
 def test_ema_generator_is_the_average_and_resumes_exactly(tmp_path, autoencoder_dir, pairs):
     from diffusers import UNet2DConditionModel
     cfg = dm.TrainConfig(**{**CFG.__dict__, "ema_decay": 0.9, "sample_every": 100})
