@@ -10,9 +10,6 @@ trained on the stage-2 set). Every variant is also drawn at the guidance scales 
 whether guidance changes what is drawn.
 
     ./study run python -m benchmarks.bench_style --profile cpu --stage2-minutes 6 --out results/cpu/generator_style
-
-It needs the profile's stage 1 (notebook 02). The stage-2 set is built here as notebook 03 builds it when it is
-not there yet, so the benchmark can run between notebooks 02 and 03.
 """
 from __future__ import annotations
 
@@ -26,12 +23,10 @@ import numpy as np
 import pandas as pd
 
 from lib import pipeline
-from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.generator import diffusion as dm
 from lib.generator import stages
 from lib.generator.styles import style_prompt
-from lib.generator import synthesis
 from lib.generator.synthesis import judge_nme
 
 from .bench_generator import eval_faces, train_for, with_settings, write_table
@@ -45,22 +40,6 @@ VARIANTS = {
     "learned style embeddings": {"stage2.style_embeddings": True},
     "learned style embeddings, lr x3": {"stage2.style_embeddings": True, "stage2.lr": 1.0e-3},
 }
-
-
-def ensure_multidomain(diffusion: dict, data_dir: Path, generated: Path) -> None:
-    """The stage-2 set as notebook 03 writes it (filter-restyled training faces plus the few-shot domain faces),
-    if it is not there yet; an existing set is left as it is."""
-    if (generated / "multidomain" / "manifest.csv").exists():
-        return
-    md, errors = diffusion["multidomain"], []
-    train = ds.read_dataset(data_dir / "crops" / "train", "300w", errors)
-    rows = synthesis.restyle(train, md["filter_styles"], md["per_style"], generated / "multidomain", md["seed"],
-                             errors=errors)
-    for split in [s for s in data_prep.splits(data_dir) if s.startswith("fewshot_")]:
-        faces = ds.read_dataset(data_dir / "crops" / split, "300w", errors)
-        rows += synthesis.add_real(faces, split.removeprefix("fewshot_"), generated / "multidomain")
-    synthesis.write_manifest(generated / "multidomain", rows)
-    print(f"stage-2 set: {len(rows)} pairs written, {len(errors)} skipped", flush=True)
 
 
 def main(argv=None) -> int:
@@ -78,9 +57,8 @@ def main(argv=None) -> int:
     diffusion = params["diffusion"]
     data_dir, generated = pipeline.data_dir(args.profile), pipeline.generated_dir(args.profile)
     models = pipeline.ROOT / "models" / args.profile
-    if not (models / "stage1" / "model_index.json").exists():
-        raise SystemExit(f"needs {models}/stage1: run the profile's notebook 02 first")
-    ensure_multidomain(diffusion, data_dir, generated)
+    if not (models / "stage1" / "model_index.json").exists() or not (generated / "multidomain" / "manifest.csv").exists():
+        raise SystemExit(f"needs {models}/stage1 and {generated}/multidomain: run the profile's notebooks 02 and 03 first")
     res = diffusion["model"]["resolution"]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
