@@ -142,7 +142,7 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
     for gen, folder in s["generators"].items():
         pipe = dm.load_generator(models / folder)
         out = generated / "synthetic" / gen
-        written = syn.synthesise(pipe, items, out, RES, s["steps"], s["guidance"], s["batch_size"], progress=False)
+        written = syn.synthesise(pipe, items, out, RES, s["steps"], s["guidance"]["values"][-1], s["batch_size"], progress=False)
         assert len(written) == len(items) == len(ds.read_dataset(out, "synthetic"))
         assert ds.load_image(out / items[0]["image"]).shape == (RES, RES, 3)
     # warp-first sets: image-to-image through diffusers' ControlNet img2img pipeline on the same components
@@ -151,7 +151,7 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
     for name, names in warp["sets"].items():
         w_items = syn.plan(points, s["styles"], s["per_style"], RES, s["seed"], s["edits_per_face"],
                            names if names is not None else s["edits"], s["exaggeration"])
-        written = syn.synthesise(pipe, w_items, generated / "synthetic" / name, RES, s["steps"], s["guidance"],
+        written = syn.synthesise(pipe, w_items, generated / "synthetic" / name, RES, s["steps"], s["guidance"]["values"][-1],
                                  s["batch_size"], progress=False, mode="warp", sources=(pairs.images, pairs.points),
                                  strength=warp["strengths"][0])
         assert len(written) == len(w_items) and {r["mode"] for r in written} == {f"warp@{warp['strengths'][0]:g}"}

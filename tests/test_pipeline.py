@@ -174,6 +174,8 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert {"ours (two-stage synthetic)", "one-step synthetic (ablation)", "stage-1-only synthetic (ablation)",
             "geometry-aware style transfer (Face of Art)", "few-shot real only", "warp-first synthetic (two-stage)",
             "warp-first synthetic + exaggeration"} <= set(table["method"])
+    guidance = pd.read_csv(work / "results" / "smoke" / "guidance.csv")  # the guidance chosen on validation faces
+    assert list(guidance["guidance"]) == [1.0, 3.0] and guidance["chosen"].sum() == 1 and (guidance["faces"] == 4).all()
     sweep = pd.read_csv(work / "results" / "smoke" / "warp_strength.csv")  # the strength chosen on validation faces
     assert list(sweep["strength"]) == [0.0, 0.5] and sweep["chosen"].sum() == 1
     align = pd.read_csv(work / "results" / "smoke" / "alignment.csv")

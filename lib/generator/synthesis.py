@@ -156,7 +156,7 @@ def _set_aside_if_stale(out: Path, record: str) -> None:
 
 def sweep_items(points: np.ndarray, styles: list[str], n: int, resolution: int, seed: int = 0, k_edits: int = 2,
                 edits: list[str] | None = None, exaggeration: tuple[float, float] = (1.3, 2.0)) -> list[dict]:
-    """`n` items for choosing the warp strength on **validation** faces: face ``k % len(points)``
+    """`n` items for choosing the guidance and the warp strength on **validation** faces: face ``k % len(points)``
     edited as `plan` edits, styles cycling through `styles` (those the style judge knows)."""
     edit_fns = ed.edit_set(edits, np.asarray(points, np.float64).mean(0), exaggeration)
     items = []
@@ -189,6 +189,37 @@ def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarr
                      "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == wanted)) * 100})
         faces[s] = drawn
     return pd.DataFrame(rows), faces
+
+
+def guidance_sweep(pipe, items: list[dict], guidances: list[float], judge, classifier, resolution: int,
+                   steps: int) -> tuple[pd.DataFrame, dict]:
+    """Synthesis from noise of `items` (from `sweep_items`, on validation landmarks) at each
+    classifier-free guidance scale, scored as `strength_sweep` scores: the `judge`'s NME
+    against the (edited) landmarks and the style `classifier`'s accuracy on the requested
+    style (%). Same seeds at every scale, so rows differ only by the guidance. Returns the
+    table and the faces drawn per scale."""
+    from .diffusion import generate
+    pts = np.array([it["points"] for it in items])
+    wanted = np.array([it["style"] for it in items])
+    rows, faces = [], {}
+    for g in guidances:
+        t0 = time.perf_counter()
+        drawn = generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items], resolution, steps,
+                         float(g))
+        rows.append({"guidance": float(g), "faces": len(items), "alignment_nme": float(judge_nme(judge, drawn, pts).mean()),
+                     "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == wanted)) * 100,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        faces[float(g)] = drawn
+    return pd.DataFrame(rows), faces
+
+
+def choose_guidance(table: pd.DataFrame, max_ratio: float) -> float:
+    """The guidance scale with the highest style accuracy among those whose alignment NME is
+    at most `max_ratio` x the sweep's best alignment: as much style as the labels allow.
+    Ties go to the smaller scale (cheaper and closer to the conditional model)."""
+    ok = table[table["alignment_nme"] <= max_ratio * table["alignment_nme"].min()]
+    best = ok[ok["style_accuracy"] == ok["style_accuracy"].max()]
+    return float(best["guidance"].min())
 
 
 def judge_nme(judge, images, points: np.ndarray) -> np.ndarray:

@@ -162,6 +162,38 @@ def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train
     assert drawn[0.0].shape == (1, RES, RES, 3)
 
 
+def test_choose_guidance_takes_the_most_style_the_labels_allow():
+    table = pd.DataFrame({"guidance": [1.0, 3.0, 5.0, 7.5], "alignment_nme": [6.0, 6.3, 6.9, 9.0],
+                          "style_accuracy": [10.0, 30.0, 40.0, 60.0]})
+    assert syn.choose_guidance(table, 1.1) == 3.0  # 6.3 <= 6.6 < 6.9
+    assert syn.choose_guidance(table, 1.2) == 5.0
+    assert syn.choose_guidance(table, 2.0) == 7.5
+    tied = table.assign(style_accuracy=[10.0, 30.0, 30.0, 30.0])
+    assert syn.choose_guidance(tied, 2.0) == 3.0  # a tie goes to the smaller scale
+
+
+def test_guidance_sweep_draws_the_same_items_at_each_scale(tmp_path, train_points):
+    class Judge:  # finds the landmarks it is asked for, shifted by one pixel
+        def predict(self, image, box):
+            from lib.core.predictor import Prediction
+            return Prediction(self.points + 1.0, "landmarks")
+
+    class Classifier:
+        def predict(self, images):
+            return ["cartoon"] * len(images)
+
+    _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["gen"])
+    items = syn.sweep_items(train_points, ["photo", "cartoon"], 2, RES, seed=0)
+    judge = Judge()
+    judge.points = items[0]["points"]
+    table, drawn = syn.guidance_sweep(dm.load_generator(tmp_path / "gen"), items, [1.0, 4.0], judge, Classifier(), RES,
+                                      steps=2)
+    assert table["guidance"].tolist() == [1.0, 4.0] and table["faces"].tolist() == [2, 2]
+    assert table["style_accuracy"].tolist() == [50.0, 50.0]  # item 1 asks for cartoon
+    assert set(drawn) == {1.0, 4.0} and drawn[1.0].shape == (2, RES, RES, 3)
+    assert not np.array_equal(drawn[1.0], drawn[4.0])  # the scale reaches the sampler
+
+
 def test_a_set_drawn_by_another_generator_is_set_aside_not_resumed(tmp_path, train_points):
     _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["a", "b"])
     items = syn.plan(train_points, ["photo"], 2, RES)
