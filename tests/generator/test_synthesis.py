@@ -137,25 +137,34 @@ def test_choose_strength_takes_the_largest_that_keeps_the_labels():
     assert syn.choose_strength(table, 1.0, 1.5) == 0.2  # none qualifies: the smallest
 
 
+class _ShiftedJudge:
+    """A landmark judge that finds `points`, shifted by one pixel, in every image."""
+    def __init__(self, points):
+        self.points = np.asarray(points)
+
+    def predict(self, image, box):
+        from lib.core.predictor import Prediction
+        return Prediction(self.points + 1.0, "landmarks")
+
+
+class _OneStyle:
+    """A style judge that sees `style` in every image."""
+    def __init__(self, style):
+        self.style = style
+
+    def predict(self, images):
+        return [self.style] * len(images)
+
+
 def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train_points):
-    class Judge:  # finds the landmarks it is asked for, shifted by one pixel
-        def predict(self, image, box):
-            from lib.core.predictor import Prediction
-            return Prediction(self.points + 1.0, "landmarks")
-
-    class Classifier:
-        def predict(self, images):
-            return ["photo"] * len(images)
-
     faces = [render_face(i, "photo", RES) for i in range(5)]
     images = np.array([f.image for f in faces])
     _concat_generator(tmp_path, images, ["gen"])
     items = syn.sweep_items(train_points, ["photo", "cartoon"], 4, RES, seed=0)
     assert [it["style"] for it in items] == ["photo", "cartoon"] * 2 and len({it["seed"] for it in items}) == 4
-    judge = Judge()
-    judge.points = items[0]["points"]
     table, drawn = syn.strength_sweep(dm.load_generator(tmp_path / "gen"), items[:1], images, train_points,
-                                      [0.5, 1.0], judge, Classifier(), RES, steps=2, guidance=1.0)
+                                      [0.5, 1.0], _ShiftedJudge(items[0]["points"]), _OneStyle("photo"), RES,
+                                      steps=2, guidance=1.0)
     assert list(table["strength"]) == [0.0, 0.5, 1.0] and set(drawn) == {0.0, 0.5, 1.0}
     assert table["style_accuracy"].tolist() == [100.0] * 3  # item 0 asks for photo
     assert np.allclose(table["alignment_nme"], table["alignment_nme"].iloc[0]) and table["alignment_nme"].iloc[0] > 0
@@ -173,21 +182,10 @@ def test_choose_guidance_takes_the_most_style_the_labels_allow():
 
 
 def test_guidance_sweep_draws_the_same_items_at_each_scale(tmp_path, train_points):
-    class Judge:  # finds the landmarks it is asked for, shifted by one pixel
-        def predict(self, image, box):
-            from lib.core.predictor import Prediction
-            return Prediction(self.points + 1.0, "landmarks")
-
-    class Classifier:
-        def predict(self, images):
-            return ["cartoon"] * len(images)
-
     _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["gen"])
     items = syn.sweep_items(train_points, ["photo", "cartoon"], 2, RES, seed=0)
-    judge = Judge()
-    judge.points = items[0]["points"]
-    table, drawn = syn.guidance_sweep(dm.load_generator(tmp_path / "gen"), items, [1.0, 4.0], judge, Classifier(), RES,
-                                      steps=2)
+    table, drawn = syn.guidance_sweep(dm.load_generator(tmp_path / "gen"), items, [1.0, 4.0],
+                                      _ShiftedJudge(items[0]["points"]), _OneStyle("cartoon"), RES, steps=2)
     assert table["guidance"].tolist() == [1.0, 4.0] and table["faces"].tolist() == [2, 2]
     assert table["style_accuracy"].tolist() == [50.0, 50.0]  # item 1 asks for cartoon
     assert set(drawn) == {1.0, 4.0} and drawn[1.0].shape == (2, RES, RES, 3)
