@@ -39,6 +39,9 @@ VARIANTS = {
     "unconditional prompt share 0.3": {"stage2.prompt_dropout": 0.3},
     "learned style embeddings": {"stage2.style_embeddings": True},
     "learned style embeddings, lr x3": {"stage2.style_embeddings": True, "stage2.lr": 1.0e-3},
+    # min-SNR weighting gives the high-noise steps, where the overall look is decided, almost no weight
+    "plain v-MSE (no min-SNR) in stage 2": {"stage2.snr_gamma": None},
+    "zero terminal SNR + plain v-MSE in stage 2": {"stage2.zero_terminal_snr": True, "stage2.snr_gamma": None},
 }
 
 

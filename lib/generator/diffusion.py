@@ -96,6 +96,10 @@ class TrainConfig:
     consistency_max_timestep: int = 1000
     # a learned embedding per style prompt of the training pairs (concat generators; see the module's docstring)
     style_embeddings: bool = False
+    # train (and save the generator) on the schedule rescaled to zero terminal SNR, sampled with trailing timesteps
+    # (Lin et al. 2024, diffusers' ``rescale_betas_zero_snr``): the last training step sees pure noise, as sampling
+    # starts from it, so the image's overall colour and tone come from the prompt, not from noise; v-prediction only
+    zero_terminal_snr: bool = False
     seed: int = 0
     threads: int = 0
 
@@ -184,6 +188,16 @@ def noise_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
     predicts the noise (``epsilon``) or the velocity (``v_prediction``)."""
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                          clip_sample=False, steps_offset=1, prediction_type=prediction_type)
+
+
+def zero_terminal_snr(scheduler: DDPMScheduler) -> DDPMScheduler:
+    """`scheduler` rescaled to zero SNR at its last timestep, with trailing timestep spacing (the sampler's first
+    step is that last timestep). Only a velocity (or sample) predictor can be trained on it: at zero SNR the noise
+    is the input itself, so predicting it carries nothing."""
+    if scheduler.config.prediction_type == "epsilon":
+        raise ValueError("zero_terminal_snr needs prediction_type v_prediction: noise prediction is undefined at "
+                         "zero SNR")
+    return DDPMScheduler.from_config(scheduler.config, rescale_betas_zero_snr=True, timestep_spacing="trailing")
 
 
 def ddim(config) -> DDIMScheduler:
@@ -551,6 +565,8 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
         m.requires_grad_(False).eval()
     if cfg.style_embeddings:
         add_style_embeddings(c, pairs.prompts)
+    if cfg.zero_terminal_snr:
+        c.scheduler = zero_terminal_snr(c.scheduler)  # saved with the generator, so its sampler uses it too
     c.unet.requires_grad_(cfg.train_unet)
     if c.controlnet is not None:
         c.controlnet.requires_grad_(True)

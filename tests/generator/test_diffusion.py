@@ -184,6 +184,38 @@ def test_style_embeddings_need_a_concat_generator_and_prompts(autoencoder_dir, p
         dm.add_style_embeddings(dm.build_components(CONCAT, autoencoder_dir), ["", ""])
 
 
+def test_zero_terminal_snr_schedule_starts_from_pure_noise():
+    sched = dm.zero_terminal_snr(dm.noise_scheduler("v_prediction"))
+    assert float(sched.alphas_cumprod[-1]) == 0 and float(dm.noise_scheduler("v_prediction").alphas_cumprod[-1]) > 0
+    sampler = dm.ddim(sched.config)
+    sampler.set_timesteps(4)
+    assert int(sampler.timesteps[0]) == 999  # trailing: the first sampling step is the pure-noise one
+    # the one-step estimate at zero SNR is the velocity's own reading of the clean latents
+    g = torch.Generator().manual_seed(0)
+    clean, noise = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([999, 400])
+    noisy = sched.add_noise(clean, noise, t)
+    assert torch.allclose(noisy[0], noise[0])
+    assert torch.allclose(dm.denoised(sched.get_velocity(clean, noise, t), noisy, t, sched), clean, atol=1e-4)
+    assert float(dm.diffusion_loss(noisy, noise, t, sched, snr_gamma=5.0)) >= 0  # no division by zero SNR
+    with pytest.raises(ValueError, match="v_prediction"):
+        dm.zero_terminal_snr(dm.noise_scheduler("epsilon"))
+
+
+def test_a_stage_on_the_zero_terminal_snr_schedule_saves_it_with_its_generator(tmp_path, autoencoder_dir, pairs):
+    model = {**CONCAT, "prediction_type": "v_prediction"}
+    dm.train(pairs, dm.build_components(model, autoencoder_dir), CFG, tmp_path / "s1", model, progress=False)
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "zero_terminal_snr": True})
+    dm.train(pairs, dm.load_components(tmp_path / "s1"), cfg, tmp_path / "s2", model, init=tmp_path / "s1",
+             progress=False)
+    assert not dm.load_generator(tmp_path / "s1").scheduler.config.rescale_betas_zero_snr
+    pipe = dm.load_generator(tmp_path / "s2")
+    assert pipe.scheduler.config.rescale_betas_zero_snr and pipe.scheduler.config.timestep_spacing == "trailing"
+    assert float(dm.load_components(tmp_path / "s2").scheduler.alphas_cumprod[-1]) == 0  # a later stage keeps it
+    images = dm.generate(pipe, pairs.points[:2], ["a portrait of cartoon style"] * 2, [1, 2], RES, steps=2)
+    assert images.shape == (2, RES, RES, 3) and np.isfinite(images.astype(float)).all()
+
+
 def test_ema_generator_is_the_average_and_resumes_exactly(tmp_path, autoencoder_dir, pairs):
     from diffusers import UNet2DConditionModel
     cfg = dm.TrainConfig(**{**CFG.__dict__, "ema_decay": 0.9, "sample_every": 100})
