@@ -185,8 +185,7 @@ def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarr
     for s in [0.0, *strengths]:
         drawn = warped if s == 0 else generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items],
                                                resolution, steps, guidance, init_images=warped, strength=s)
-        rows.append({"strength": s, "faces": len(items), "alignment_nme": float(judge_nme(judge, drawn, pts).mean()),
-                     "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == wanted)) * 100})
+        rows.append({"strength": s, **score_faces(drawn, pts, wanted, judge, classifier)})
         faces[s] = drawn
     return pd.DataFrame(rows), faces
 
@@ -206,8 +205,7 @@ def guidance_sweep(pipe, items: list[dict], guidances: list[float], judge, class
         t0 = time.perf_counter()
         drawn = generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items], resolution, steps,
                          float(g))
-        rows.append({"guidance": float(g), "faces": len(items), "alignment_nme": float(judge_nme(judge, drawn, pts).mean()),
-                     "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == wanted)) * 100,
+        rows.append({"guidance": float(g), **score_faces(drawn, pts, wanted, judge, classifier),
                      "seconds": round(time.perf_counter() - t0, 1)})
         faces[float(g)] = drawn
     return pd.DataFrame(rows), faces
@@ -220,6 +218,13 @@ def choose_guidance(table: pd.DataFrame, max_ratio: float) -> float:
     ok = table[table["alignment_nme"] <= max_ratio * table["alignment_nme"].min()]
     best = ok[ok["style_accuracy"] == ok["style_accuracy"].max()]
     return float(best["guidance"].min())
+
+
+def score_faces(drawn: np.ndarray, points: np.ndarray, wanted: np.ndarray, judge, classifier) -> dict:
+    """A sweep row's scores of generated faces: their count, the `judge`'s mean NME against
+    `points` (%) and the share the style `classifier` assigns to the `wanted` styles (%)."""
+    return {"faces": len(drawn), "alignment_nme": float(judge_nme(judge, drawn, points).mean()),
+            "style_accuracy": float(np.mean(np.array(classifier.predict(list(drawn))) == np.asarray(wanted))) * 100}
 
 
 def judge_nme(judge, images, points: np.ndarray) -> np.ndarray:
