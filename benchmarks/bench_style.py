@@ -42,6 +42,8 @@ VARIANTS = {
     # min-SNR weighting gives the high-noise steps, where the overall look is decided, almost no weight
     "plain v-MSE (no min-SNR) in stage 2": {"stage2.snr_gamma": None},
     "zero terminal SNR + plain v-MSE in stage 2": {"stage2.zero_terminal_snr": True, "stage2.snr_gamma": None},
+    "zero terminal SNR + plain v-MSE, no consistency loss": {"stage2.zero_terminal_snr": True, "stage2.snr_gamma": None,
+                                                             "stage2.consistency_weight": 0.0},
 }
 
 
