@@ -2,10 +2,17 @@
 predict, map back (no face detection), next to dlib's 68-point predictor on
 the same faces and boxes. Prints figures; asserts nothing.
 
-    ./study run python -m benchmarks.bench_detector --profile cpu [--threads 1]
+    ./study run python -m benchmarks.bench_detector --profile cpu [--threads 1] [--rounds 5]
 
 One thread by default: dlib's predictor runs on one, and at batch 1 a second torch
 thread mostly adds synchronisation (and collapses when another process holds a core).
+
+Machines here change speed from one minute to the next, so the predictors are timed
+in alternating rounds (each round: every predictor once over all faces) and the
+ratio to dlib is taken within each round; the summary gives the median and the range
+over rounds. Beside the predictor as the evaluation runs it (batch norms folded,
+channels-last: ``lib.detector.network.for_inference``) it times the same weights as
+trained (``unfolded``), to show what the inference copy buys.
 
 Uses the profile's trained detector (models/<profile>/detector_real) if it
 exists, else the profile's network with random weights (same speed)."""
@@ -49,11 +56,22 @@ def faces_per_second(predictor, data) -> float:
     return len(data) / (time.perf_counter() - t0)
 
 
+def rounds_of(predictors: dict, data, rounds: int) -> dict[str, np.ndarray]:
+    """Faces per second of each predictor in each round, in alternating order."""
+    names = list(predictors)
+    fps = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            fps[name].append(faces_per_second(predictors[name], data))
+    return {name: np.array(v) for name, v in fps.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     folder = pipeline.ROOT / "models" / a.profile / "detector_real"
@@ -63,22 +81,32 @@ def main():
         det.save_detector(folder, build_network(cfg).eval(), 0.25)
         print("(no trained detector for this profile: timing its network with random weights)")
     detector = det.Detector(folder)
+    unfolded = det.Detector(folder)
+    unfolded.model, _ = det.load_detector(folder)
+    unfolded.model.eval()
+    unfolded.channels_last = False
     data, source = faces(a.profile, a.n)
     c = detector.model.cfg
-    params = sum(p.numel() for p in detector.model.parameters()) / 1e6
-    print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}")
-    speeds = []
-    for name, p in ((f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)",
-                     detector), ("dlib 68-point shape predictor", pr.Dlib("landmarks"))):
-        fps = faces_per_second(p, data)
-        print(f"{name}: {fps:.1f} faces/s ({1000 / fps:.2f} ms/face, batch 1)")
-        speeds.append(fps)
+    params = sum(p.numel() for p in unfolded.model.parameters()) / 1e6
+    name = f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)"
+    print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}; {a.rounds} alternating rounds")
+    fps = rounds_of({name: detector, f"{name}, unfolded": unfolded, "dlib 68-point shape predictor": pr.Dlib("landmarks")},
+                    data, a.rounds)
+    dlib = fps["dlib 68-point shape predictor"]
+    for key, v in fps.items():
+        print(f"{key}: {np.median(v):.1f} faces/s median ({1000 / np.median(v):.2f} ms/face, batch 1; "
+              f"rounds {v.min():.0f}-{v.max():.0f})")
     t0 = time.perf_counter()
     for img, pts in data:  # the crop alone, as the detector makes it
         cr.crop(img, cr.grow(cr.box_from_landmarks(pts, 0.0), detector.margin), c.input_size)
     crop_ms = (time.perf_counter() - t0) / len(data) * 1000
-    print(f"of which the crop: {crop_ms:.2f} ms/face ({crop_ms * speeds[0] / 10:.0f}% of the detector's time)")
-    print(f"detector / dlib speed: {speeds[0] / speeds[1]:.2f}x")
+    print(f"of which the crop: {crop_ms:.2f} ms/face ({crop_ms * np.median(fps[name]) / 10:.0f}% of the detector's time)")
+    for key in (name, f"{name}, unfolded"):
+        ratio = fps[key] / dlib
+        print(f"{key} / dlib speed: {np.median(ratio):.2f}x median of the rounds' ratios "
+              f"(range {ratio.min():.2f}-{ratio.max():.2f})")
+    gain = fps[name] / fps[f"{name}, unfolded"]
+    print(f"folded / unfolded: {np.median(gain):.2f}x (range {gain.min():.2f}-{gain.max():.2f})")
 
 
 if __name__ == "__main__":

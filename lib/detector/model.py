@@ -28,7 +28,7 @@ from ..core import crop as cr
 from ..core import landmarks as lm
 from ..core.faces import FaceFinder
 from ..core.predictor import Prediction, Predictor
-from .network import ARCHS, NetworkConfig, build_network
+from .network import ARCHS, NetworkConfig, build_network, for_inference
 
 # The normalisation new detectors are trained with; a saved detector uses the
 # ``mean`` and ``std`` of its own config.json.
@@ -44,11 +44,14 @@ def to_tensor(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD
 
 @torch.inference_mode()
 def predict_crops(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
-                  mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
-    """Landmarks in crop pixels for (N, S, S, 3) crops, by any network of ``lib.detector.network``."""
+                  mean: np.ndarray = MEAN, std: np.ndarray = STD, channels_last: bool = False) -> np.ndarray:
+    """Landmarks in crop pixels for (N, S, S, 3) crops, by any network of ``lib.detector.network``
+    (`channels_last`: the layout of a ``network.for_inference`` copy)."""
     out = []
     for i in range(0, len(images), batch_size):
         x = to_tensor(images[i:i + batch_size], mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out.append(model.landmarks(model(x)).numpy())
     return np.concatenate(out).astype(np.float64)
 
@@ -195,7 +198,9 @@ class Detector(Predictor):
                  finder: FaceFinder | None = None):
         if box not in ("landmarks", "detector"):
             raise ValueError(f"box {box!r}: expected 'landmarks' or 'detector'")
-        self.model, self.config = load_detector(folder)
+        model, self.config = load_detector(folder)
+        self.model = for_inference(model)  # folded batch norms, channels-last: the same landmarks, faster
+        self.channels_last = True
         self.margin = self.config["margin"]
         self.mean = np.array(self.config["mean"], np.float32)
         self.std = np.array(self.config["std"], np.float32)
@@ -219,6 +224,6 @@ class Detector(Predictor):
         box, used = self._box(image, gt_box)
         size = self.model.cfg.input_size
         crop_img, m, _ = cr.crop(image, cr.grow(box, self.margin), size)
-        pts = predict_crops(self.model, crop_img[None], mean=self.mean, std=self.std)[0]
+        pts = predict_crops(self.model, crop_img[None], mean=self.mean, std=self.std, channels_last=self.channels_last)[0]
         # a dense detector answers with its nearest dense points to the 68 (lib.core.landmarks)
         return Prediction(cr.apply(cr.invert(m), lm.as_68(pts)), used)

@@ -1,12 +1,14 @@
 """Tests for lib.detector.network: both networks behind one interface (outputs, landmarks, loss),
-the MobileNetV2 backbone's output strides, and a mobilenet detector trained, saved and loaded."""
+the MobileNetV2 backbone's output strides, a mobilenet detector trained, saved and loaded, and the
+inference copy (folded batch norms, channels-last) that predictors run."""
 import numpy as np
 import pytest
 import torch
 
+from lib.core import crop as cr
 from lib.detector import model as det
 from lib.detector import training as tr
-from lib.detector.network import MobileNetHeatmap, NetworkConfig, build_network
+from lib.detector.network import MobileNetHeatmap, NetworkConfig, build_network, for_inference
 from tests.detector.conftest import MCFG
 from tests.detector.conftest import short_config as _cfg
 
@@ -84,3 +86,61 @@ def test_mobilenet_detector_trains_saves_loads_and_predicts(faces, tmp_path):
     tr.train(train, val, cfg, _cfg(steps=2, val_every=2, lr=1e-4), tmp_path / "ft", init=tmp_path / "m",
              progress=False)
     assert det.load_detector(tmp_path / "ft")[1]["model"]["arch"] == "mobilenet"
+
+
+INFERENCE_CASES = [
+    NetworkConfig(stacks=2, channels=16, depth=2, input_size=32, heatmap_size=8),
+    MOBILE,
+    NetworkConfig(arch="regression", backbone="mobilenet_v2", input_size=32, pretrained=False),
+    NetworkConfig(arch="regression", backbone="resnet18", input_size=32, pretrained=False),
+    NetworkConfig(arch="transfer", stacks=1, channels=8, depth=2, input_size=32, heatmap_size=8),
+]
+
+
+@pytest.mark.parametrize("cfg", INFERENCE_CASES, ids=lambda c: f"{c.arch}-{c.backbone}")
+def test_inference_copy_gives_the_same_outputs_and_leaves_the_model_alone(cfg):
+    torch.manual_seed(0)
+    model = build_network(cfg)
+    for m in model.modules():  # batch norms that do something, so folding them is checked
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = for_inference(model)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not fast.training
+    x = torch.randn(3, 3, cfg.input_size, cfg.input_size)
+    with torch.inference_mode():
+        model.eval()
+        ref = model(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_inference_copy_folds_the_hourglass_batch_norms_that_follow_a_convolution():
+    model = build_network(NetworkConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8))
+    count = lambda m: sum(isinstance(q, torch.nn.BatchNorm2d) for q in m.modules())  # noqa: E731
+    residuals = sum(type(q).__name__ == "Residual" for q in model.modules())
+    # each pre-activation residual keeps its first norm (after an addition); the stem's and the
+    # feature block's norms follow a convolution and go
+    assert count(for_inference(model)) == residuals
+    assert count(model) == 3 * residuals + 2
+
+
+def test_detector_predicts_as_the_network_it_was_trained_as(faces, tmp_path):
+    train, val = faces
+    result = tr.train(train, val, MCFG, _cfg(steps=4), tmp_path / "d", progress=False)
+    detector = det.Detector(tmp_path / "d")
+    plain, _ = det.load_detector(tmp_path / "d")
+    img = val.images[0]
+    box = cr.box_from_landmarks(val.points[0], 0.0)
+    got = detector.predict(img, box).landmarks
+    crop_img, m, _ = cr.crop(img, cr.grow(box, detector.margin), MCFG.input_size)
+    ref = cr.apply(cr.invert(m), det.predict_crops(plain.eval(), crop_img[None], mean=detector.mean,
+                                                   std=detector.std)[0])
+    np.testing.assert_allclose(got, ref, atol=1e-3)
+    assert len(result.history)
