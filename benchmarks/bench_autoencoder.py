@@ -37,12 +37,15 @@ from lib.generator.synthesis import judge_nme
 
 from .bench_generator import with_settings, write_table
 
-# name -> settings over the profile's diffusion section; steps are the profile's in every row
+# name -> settings over the profile's diffusion section; steps are the profile's unless a row names them
 VARIANTS = {
     "4 channels, photos only": {"model.autoencoder.latent_channels": 4, "autoencoder_train.style_share": 0.0},
     "4 channels + restyled copies": {"model.autoencoder.latent_channels": 4, "autoencoder_train.style_share": 0.5},
     "8 channels + restyled copies": {"model.autoencoder.latent_channels": 8, "autoencoder_train.style_share": 0.5},
     "16 channels + restyled copies": {"model.autoencoder.latent_channels": 16, "autoencoder_train.style_share": 0.5},
+    # the profile's design trained longer: does the style ceiling rise with steps?
+    "8 channels + restyled copies, 2000 steps": {"autoencoder_train.steps": 2000},
+    "8 channels + restyled copies, 4000 steps": {"autoencoder_train.steps": 4000},
 }
 
 

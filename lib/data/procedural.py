@@ -462,11 +462,13 @@ def _write_one(job: tuple) -> None:
 
 
 def write_set(folder: str | Path, n: int, first_seed: int, style: str = "photo", size: int = 256,
-              prefix: str | None = None, processes: int = 1, progress: bool = True) -> list[Path]:
+              prefix: str | None = None, processes: int = 1, progress: bool = True,
+              lines: bool = False) -> list[Path]:
     """Render faces of seeds ``first_seed .. first_seed + n - 1`` into `folder` in the
     300-W layout (``<prefix>_<i>.jpg`` + ``.pts``, i = 0 .. n - 1) and return the image
     paths. Faces already on disk are kept (rendering is deterministic), so an
-    interrupted set resumes; `processes` > 1 renders in parallel."""
+    interrupted set resumes; `processes` > 1 renders in parallel. `lines`: progress as
+    plain lines in a headless notebook (``lib.core.progress``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = prefix or style
@@ -476,10 +478,10 @@ def write_set(folder: str | Path, n: int, first_seed: int, style: str = "photo",
     desc = f"render {folder.name} ({style})"
     if processes > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(processes) as pool:
-            for _ in track(pool.map(_write_one, jobs, chunksize=32), desc, progress, total=len(jobs)):
+            for _ in track(pool.map(_write_one, jobs, chunksize=32), desc, progress, lines, total=len(jobs)):
                 pass
     else:
-        for job in track(jobs, desc, progress):
+        for job in track(jobs, desc, progress, lines):
             _write_one(job)
     return paths
 

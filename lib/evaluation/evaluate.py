@@ -158,6 +158,21 @@ def alignment(detector: Predictor, classifier, sets: dict[str, Path], controls: 
     return pd.DataFrame(rows)
 
 
+def style_confusion(classifier, images, requested) -> pd.DataFrame:
+    """What `classifier` makes of faces drawn for the `requested` styles: per requested
+    style it knows (rows, in the classifier's order), the share (%) of faces judged as
+    each of its styles (columns). The diagonal is the per-style accuracy of ``alignment``;
+    a column that fills up shows a style drawn whatever is asked."""
+    known = [(im, st) for im, st in zip(images, requested) if st in classifier.classes]
+    if not known:
+        raise ValueError(f"no face of a style the classifier knows ({', '.join(classifier.classes)})")
+    wanted = pd.Series([st for _, st in known], name="requested")
+    judged = pd.Series(classifier.predict([im for im, _ in known]), name="judged")
+    table = pd.crosstab(wanted, judged, normalize="index") * 100
+    return table.reindex(index=[c for c in classifier.classes if c in set(wanted)], columns=classifier.classes,
+                         fill_value=0.0)
+
+
 def box_protocol(per_image: pd.DataFrame) -> str:
     """How the face boxes were found, e.g. 'detector (553), landmarks (fallback) (1)'."""
     counts = per_image["box"].value_counts()

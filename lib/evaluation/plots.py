@@ -137,21 +137,31 @@ def latest_samples(folder) -> np.ndarray:
     return ds.load_image(grids[-1])
 
 
-def show_image(image: np.ndarray, title: str = "", width: float = 9.0, quality: int = 85):
-    """Show an image (a grid of generated faces, say) under a title in the notebook,
-    embedded as JPEG: grids of noisy faces take about a tenth of their PNG size, which
-    keeps committed executed notebooks small. Returns the displayed ``IPython`` image."""
+def show_figure(fig, path=None, quality: int = 85, dpi: float | None = None):
+    """Show a matplotlib figure in the notebook embedded as JPEG (faces and noisy grids
+    take about a tenth of their PNG size, which keeps committed executed notebooks
+    small), write it to `path` as JPEG if given, and close it. `dpi`: matplotlib's
+    default when None. Returns the displayed ``IPython`` image."""
     from IPython.display import Image, display
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
+    plt.close(fig)
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(buf.getvalue())
+    shown = Image(data=buf.getvalue(), format="jpeg")
+    display(shown)
+    return shown
+
+
+def show_image(image: np.ndarray, title: str = "", width: float = 9.0, quality: int = 85):
+    """Show an image (a grid of generated faces, say) under a title in the notebook,
+    embedded as JPEG (``show_figure``). Returns the displayed ``IPython`` image."""
     h, w = image.shape[:2]
     fig, ax = plt.subplots(figsize=(width, width * h / w + 0.4))
     ax.imshow(image, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="jpeg", pil_kwargs={"quality": quality})
-    plt.close(fig)
-    shown = Image(data=buf.getvalue(), format="jpeg")
-    display(shown)
-    return shown
+    return show_figure(fig, quality=quality)

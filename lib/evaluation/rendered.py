@@ -24,6 +24,7 @@ Outputs: the rendered sets under ``generated/<profile>/rendered/{train,val,test}
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +60,20 @@ def cells(cfg: dict) -> list[Cell]:
 
 def render(cfg: dict, out: str | Path, progress: bool = True) -> dict[str, list[ds.Sample]]:
     """Draw (or reuse) the rendered training set (the largest size), validation and
-    test sets from disjoint seed ranges, and read them back as samples."""
+    test sets from disjoint seed ranges, and read them back as samples. With `progress`,
+    each set prints how many faces it rendered in this call, how many it found on disk,
+    and the time it took."""
     r, out = cfg["render"], Path(out)
     counts = {"train": max(cfg["sizes"]), "val": r["val"], "test": r["test"]}
     sets, seed = {}, r["seed"] * 1_000_000
     for part in PARTS:
+        on_disk = len(list((out / part).glob(f"{part}_*.pts"))) if (out / part).is_dir() else 0
+        t0 = time.perf_counter()
         procedural.write_set(out / part, counts[part], seed, "photo", r["size"], prefix=part,
-                             processes=r.get("processes", 1), progress=progress)
+                             processes=r.get("processes", 1), progress=progress, lines=True)
+        if progress:
+            print(f"rendered {part}: {counts[part] - min(on_disk, counts[part])} faces this run, "
+                  f"{min(on_disk, counts[part])} already on disk, {time.perf_counter() - t0:.1f} s", flush=True)
         seed += counts[part]
         sets[part] = sorted(ds.read_dataset(out / part, "300w"), key=lambda s: s.name)
         if len(sets[part]) != counts[part]:

@@ -256,3 +256,14 @@ def train_style_classifier(folder: str | Path, holdout: float = 0.2, resolution:
     clf = StyleClassifier().fit(images, styles)
     acc = clf.accuracy(held, held_styles) if held else float("nan")
     return clf, acc
+
+
+def round_trip_faces(vae, folder: str | Path, holdout: float = 0.2, resolution: int | None = None):
+    """The held-out stage-2 faces (``style_faces``) after a round trip through the
+    autoencoder `vae` (encode, decode), with their styles: ``(images, styles)``. The
+    judge's accuracy on them is the style ceiling of that latent space: a generator
+    drawing in it can show no more of a style than its autoencoder keeps."""
+    from ..generator import autoencoder as ae
+
+    _, (held, styles) = style_faces(folder, holdout, resolution)
+    return (list(ae.reconstruct(vae, np.stack(held))) if held else []), styles

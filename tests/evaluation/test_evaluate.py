@@ -241,3 +241,13 @@ def test_alignment_reports_edited_and_matched_unedited_faces(tmp_path):
     assert np.isclose(everything["style_accuracy"], 60.0)
     assert table.set_index("style").loc["ink", "n_unedited"] == 0
 
+
+
+def test_style_confusion_gives_per_requested_style_the_shares_judged_as_each():
+    faces = [np.zeros((8, 8, 3), np.uint8)] * 5
+    table = ev.style_confusion(_FixedStyle(), faces, ["cartoon", "photo", "photo", "cartoon", "ink"])
+    assert list(table.index) == ["photo", "cartoon"] and list(table.columns) == ["photo", "cartoon"]  # "ink" unknown
+    assert table.loc["photo", "photo"] == 100.0 and table.loc["cartoon", "photo"] == 100.0
+    assert table.loc["cartoon", "cartoon"] == 0.0  # a style never judged still has its column
+    with pytest.raises(ValueError, match="no face of a style the classifier knows"):
+        ev.style_confusion(_FixedStyle(), faces[:1], ["ink"])

@@ -50,6 +50,18 @@ def test_rendered_sets_are_disjoint_and_the_training_set_is_the_largest_size(set
     assert len(set(shapes)) == len(shapes)  # no face in two sets
 
 
+def test_rendering_reports_what_it_drew_this_run_and_what_it_reused(tmp_path, capsys):
+    cfg = {**CFG, "sizes": [2], "render": {**CFG["render"], "val": 1, "test": 1}}
+    rs.render(cfg, tmp_path)
+    first = capsys.readouterr().out
+    assert "rendered train: 2 faces this run, 0 already on disk" in first
+    (tmp_path / "train" / "train_00001.pts").unlink()  # an interrupted set
+    rs.render(cfg, tmp_path)
+    again = capsys.readouterr().out
+    assert "rendered train: 1 faces this run, 1 already on disk" in again
+    assert "rendered val: 0 faces this run, 1 already on disk" in again
+
+
 def test_a_cell_trains_scores_and_fine_tunes_on_real_faces(sets, tmp_path):
     train, val = det.FaceSet(sets["train"]), det.FaceSet(sets["val"])
     cell = rs.Cell("resnet_regression", 2, "all")
