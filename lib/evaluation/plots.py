@@ -141,7 +141,7 @@ def show_figure(fig, path=None, quality: int = 85, dpi: float | None = None):
     """Show a matplotlib figure in the notebook embedded as JPEG (faces and noisy grids
     take about a tenth of their PNG size, which keeps committed executed notebooks
     small), write it to `path` as JPEG if given, and close it. `dpi`: matplotlib's
-    default when None. Returns the displayed ``IPython`` image."""
+    default when None. Returns nothing, so a call that ends a cell is not shown twice."""
     from IPython.display import Image, display
 
     buf = io.BytesIO()
@@ -150,18 +150,16 @@ def show_figure(fig, path=None, quality: int = 85, dpi: float | None = None):
     if path is not None:
         with open(path, "wb") as f:
             f.write(buf.getvalue())
-    shown = Image(data=buf.getvalue(), format="jpeg")
-    display(shown)
-    return shown
+    display(Image(data=buf.getvalue(), format="jpeg"))
 
 
 def show_image(image: np.ndarray, title: str = "", width: float = 9.0, quality: int = 85):
     """Show an image (a grid of generated faces, say) under a title in the notebook,
-    embedded as JPEG (``show_figure``). Returns the displayed ``IPython`` image."""
+    embedded as JPEG (``show_figure``)."""
     h, w = image.shape[:2]
     fig, ax = plt.subplots(figsize=(width, width * h / w + 0.4))
     ax.imshow(image, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     fig.tight_layout()
-    return show_figure(fig, quality=quality)
+    show_figure(fig, quality=quality)
