@@ -1,8 +1,9 @@
 """Detector designs at equal CPU time, on the validation split: each variant trains the
 real-only detector from scratch (or from ImageNet) for the same wall-clock budget on the
 profile's training faces, then is scored on the real validation faces with the landmark
-box and with the face finder's box, and timed at batch 1 (crop included) beside dlib's
-68-point predictor in the same process. Prints figures; asserts nothing.
+box and with the face finder's box (and with the landmark box under test-time flipping), and
+timed at batch 1 (crop included) beside dlib's 68-point predictor in the same process. Prints
+figures; asserts nothing.
 
     ./study run python -m benchmarks.bench_detector_variants --profile cpu --minutes 7 \
         --out results/cpu/detector_variants
@@ -43,6 +44,7 @@ VARIANTS = {
     "hourglass 96 px / 24": {"model.input_size": 96, "model.heatmap_size": 24},
     "hourglass 128 px / 32": {"model.input_size": 128, "model.heatmap_size": 32},
     "hourglass 128 px / 16": {"model.input_size": 128, "model.heatmap_size": 16},
+    "hourglass 64 px / 32": {"model.heatmap_size": 32},
     "hourglass 64 px / 16, 96 channels": {"model.channels": 96},
     "hourglass 64 px / 16, 2 stacks": {"model.stacks": 2},
     "mobilenet 128 px / 8 (ImageNet)": {"model.arch": "mobilenet", "model.channels": 128, "model.input_size": 128,
@@ -137,6 +139,10 @@ def main(argv=None) -> int:
                 row["finder_found"] = round(float((found.per_image["box"] == "detector").mean()), 3)
         fps, dlib_fps, ratio = speed(det.Detector(work / "detector"), dlib, speed_samples)
         row.update(faces_per_s=round(fps, 1), dlib_faces_per_s=round(dlib_fps, 1), x_dlib=round(ratio, 2))
+        # test-time flipping (the crop and its mirror image in one batch): NME with the landmark box, speed
+        found = ev.evaluate(det.Detector(work / "detector", flip=True), val_samples, f"{name} (flip)")
+        row["val_nme_landmarks_box_flip"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
+        row["x_dlib_flip"] = round(speed(det.Detector(work / "detector", flip=True), dlib, speed_samples)[2], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -145,7 +151,8 @@ def main(argv=None) -> int:
             f"{args.profile} profile, {torch.get_num_threads()} threads). NME (inter-ocular, %) on the "
             f"{len(val_faces)} real validation faces; speed at batch 1, crop included, against dlib's 68-point "
             f"predictor timed in alternating rounds beside each variant (x_dlib: the median of the rounds' "
-            f"ratios), both on one thread; the detectors as predictors run them (``network.for_inference``).")
+            f"ratios), both on one thread; the detectors as predictors run them (``network.for_inference``); "
+            f"_flip: with test-time flipping (``Detector(flip=True)``).")
     write_table(table, head, args.out)
     return 0
 

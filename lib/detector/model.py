@@ -44,15 +44,24 @@ def to_tensor(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD
 
 @torch.inference_mode()
 def predict_crops(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
-                  mean: np.ndarray = MEAN, std: np.ndarray = STD, channels_last: bool = False) -> np.ndarray:
+                  mean: np.ndarray = MEAN, std: np.ndarray = STD, channels_last: bool = False,
+                  flip: bool = False) -> np.ndarray:
     """Landmarks in crop pixels for (N, S, S, 3) crops, by any network of ``lib.detector.network``
-    (`channels_last`: the layout of a ``network.for_inference`` copy)."""
+    (`channels_last`: the layout of a ``network.for_inference`` copy). `flip`: test-time
+    flipping, the mean of the crop's landmarks and its mirror image's (mirrored back, left and
+    right swapped by ``landmarks.flip_landmarks``); both go through the network as one batch."""
     out = []
     for i in range(0, len(images), batch_size):
         x = to_tensor(images[i:i + batch_size], mean, std)
+        if flip:
+            x = torch.cat([x, torch.flip(x, dims=[3])])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model.landmarks(model(x)).numpy())
+        pts = model.landmarks(model(x)).numpy().astype(np.float64)
+        if flip:
+            n, size = len(pts) // 2, images.shape[2]
+            pts = (pts[:n] + np.stack([lm.flip_landmarks(q, size) for q in pts[n:]])) / 2
+        out.append(pts)
     return np.concatenate(out).astype(np.float64)
 
 
@@ -191,11 +200,12 @@ class Detector(Predictor):
     """A trained detector folder as a predictor. ``box="landmarks"`` crops to
     the given tight landmark box; ``box="detector"`` finds the face with the
     face finder (falling back to the landmark box). Either box is grown by the
-    crop margin the detector was trained with (its ``config.json``)."""
+    crop margin the detector was trained with (its ``config.json``). `flip`:
+    test-time flipping (``predict_crops``)."""
     needs_box = True
 
     def __init__(self, folder: str | Path, box: str = "landmarks", name: str | None = None,
-                 finder: FaceFinder | None = None):
+                 finder: FaceFinder | None = None, flip: bool = False):
         if box not in ("landmarks", "detector"):
             raise ValueError(f"box {box!r}: expected 'landmarks' or 'detector'")
         model, self.config = load_detector(folder)
@@ -205,6 +215,7 @@ class Detector(Predictor):
         self.mean = np.array(self.config["mean"], np.float32)
         self.std = np.array(self.config["std"], np.float32)
         self.box_mode = box
+        self.flip = flip  # test-time flipping (``predict_crops``)
         self.name = name or f"{Path(folder).name} ({box} box)"
         self.finder = finder or (FaceFinder() if box == "detector" else None)
 
@@ -224,6 +235,7 @@ class Detector(Predictor):
         box, used = self._box(image, gt_box)
         size = self.model.cfg.input_size
         crop_img, m, _ = cr.crop(image, cr.grow(box, self.margin), size)
-        pts = predict_crops(self.model, crop_img[None], mean=self.mean, std=self.std, channels_last=self.channels_last)[0]
+        pts = predict_crops(self.model, crop_img[None], mean=self.mean, std=self.std, channels_last=self.channels_last,
+                          flip=self.flip)[0]
         # a dense detector answers with its nearest dense points to the 68 (lib.core.landmarks)
         return Prediction(cr.apply(cr.invert(m), lm.as_68(pts)), used)

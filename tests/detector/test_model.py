@@ -155,3 +155,17 @@ def test_evaluation_command_reports_a_bad_detector_folder(folder, tmp_path, caps
         rc = ev.main(["--images", str(imgs), "--predictor", str(folder), "--out", str(tmp_path / "o"), "--mode", mode])
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith(f"error: {folder}: config.json: margin 3") and "Traceback" not in err
+
+
+def test_test_time_flip_averages_the_crop_and_its_mirror_image(folder):
+    from lib.core import landmarks as lm
+    model, _ = det.load_detector(folder)
+    crops = np.stack([render_face(s, "photo", 32).image for s in (1, 2, 3)])
+    plain = det.predict_crops(model, crops)
+    mirrored = det.predict_crops(model, np.ascontiguousarray(crops[:, :, ::-1]))
+    expected = (plain + np.stack([lm.flip_landmarks(q, 32) for q in mirrored])) / 2
+    np.testing.assert_allclose(det.predict_crops(model, crops, batch_size=2, flip=True), expected, atol=1e-4)
+    f = render_face(300, "photo", 64)
+    box = cr.box_from_landmarks(f.landmarks, 0.0)
+    a, b = det.Detector(folder).predict(f.image, box), det.Detector(folder, flip=True).predict(f.image, box)
+    assert a.landmarks.shape == b.landmarks.shape == (68, 2) and not np.allclose(a.landmarks, b.landmarks)
