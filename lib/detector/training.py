@@ -46,6 +46,9 @@ class TrainConfig:
     # names of the network's child modules kept fixed (weights and normalisation statistics), e.g. [dense]
     # for label transfer on a frozen dense detector (lib.detector.dense)
     freeze: list = field(default_factory=list)
+    # keep every batch norm's running statistics as the starting detector had them (its affine weights
+    # still train): a fine-tune on another domain then does not move the statistics real faces are read with
+    freeze_norm_stats: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
@@ -198,6 +201,10 @@ def train(train_faces: FaceSet, val_faces: FaceSet, mcfg: NetworkConfig, cfg: Tr
     model.train()
     for m in frozen:
         m.eval()
+    if cfg.freeze_norm_stats:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     for step in run:
         x, points = _batch(batch_faces(step, train_faces, cfg, pools), cfg, mcfg, step, box_errors)
         lr = opt.param_groups[0]["lr"]

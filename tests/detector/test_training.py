@@ -166,3 +166,18 @@ def test_choose_mix_fine_tunes_each_candidate_and_picks_on_validation_only(sampl
     assert np.allclose(strict["real val NME (%)"], table["real val NME (%)"])
     with pytest.raises(ValueError, match="val_<domain>"):
         tr.choose_mix(samples[:6], samples[6:8], [], MCFG, base, candidates, 0.1, **kw)
+
+
+def test_frozen_norm_stats_keep_the_starting_statistics_and_train_the_rest(faces, tmp_path):
+    train, val = faces
+    tr.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "start", progress=False)
+    start = load_file(str(tmp_path / "start" / "model.safetensors"))
+    stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for frozen in (True, False):
+        out = tmp_path / f"ft_{frozen}"
+        tr.train(train, val, MCFG, _cfg(steps=3, val_every=3, freeze_norm_stats=frozen), out,
+                 init=tmp_path / "start", progress=False)
+        tuned = load_file(str(out / "model.safetensors"))
+        assert all(torch.equal(tuned[k], start[k]) for k in stats) is frozen
+        assert any(not torch.equal(tuned[k], start[k]) for k in tuned if k not in stats)  # the weights trained
