@@ -46,8 +46,6 @@ VARIANTS = {
     # the profile's design trained longer: does the style ceiling rise with steps?
     "8 channels + restyled copies, 2000 steps": {"autoencoder_train.steps": 2000},
     "8 channels + restyled copies, 4000 steps": {"autoencoder_train.steps": 4000},
-    "8 channels + restyled copies + spectrum 0.5": {"autoencoder_train.spectrum_weight": 0.5},
-    "8 channels + restyled copies + spectrum 2": {"autoencoder_train.spectrum_weight": 2.0},
     "8 channels, every face also restyled": {"autoencoder_train.style_share": 1.0},
     "8 channels + restyled copies, 2x wider": {"model.autoencoder.block_out_channels": [32, 64, 128]},
 }

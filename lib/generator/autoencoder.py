@@ -6,9 +6,7 @@ costs about a third of the same step in pixel space on a CPU
 
 Trained on the real training faces (and restyled copies of some, so that the
 stage-2 styles fit its latent space) with an L1 + Sobel-edge reconstruction
-loss, optionally a spectrum term (the L1 distance of the Fourier amplitudes,
-which penalises the missing fine texture of a blurred reconstruction, where
-pencil strokes and engraving lines live), and a small KL term (keeps the latent smooth and near unit scale);
+loss and a small KL term (keeps the latent smooth and near unit scale);
 the latent scaling factor is measured after training, as for Stable
 Diffusion. Checkpoints every N steps; an interrupted run resumes exactly.
 The result is saved with ``save_pretrained`` and loads with
@@ -37,7 +35,6 @@ class AutoencoderTrainConfig:
     schedule: str = "cosine"  # a diffusers schedule name
     kl_weight: float = 1e-6
     edge_weight: float = 0.5
-    spectrum_weight: float = 0.0  # L1 of the Fourier amplitudes (_spectrum_l1)
     style_share: float = 0.0  # restyled copies per training face (stages.restyled_copies)
     styles: tuple = ()  # their styles: the stage-2 set's filter styles (set by stages.train_autoencoder)
     checkpoint_every: int = 250
@@ -69,12 +66,6 @@ def _sobel(x: torch.Tensor) -> torch.Tensor:
     k = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
     w = torch.stack([k, k.T])[:, None].repeat(x.shape[1], 1, 1, 1)
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, groups=x.shape[1])
-
-
-def _spectrum_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean L1 distance of the 2-D Fourier amplitudes (orthonormal, per channel): zero for identical
-    images, and, unlike a pixel loss, large for a blurred copy, whose high frequencies are missing."""
-    return (torch.fft.rfft2(a, norm="ortho").abs() - torch.fft.rfft2(b, norm="ortho").abs()).abs().mean()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -125,15 +116,10 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
         edge = (_sobel(rec) - _sobel(x)).abs().mean()
         kl = post.kl().mean()
         loss = l1 + cfg.edge_weight * edge + cfg.kl_weight * kl
-        logs = {"l1": l1.item(), "kl": kl.item()}
-        if cfg.spectrum_weight:
-            spectrum = _spectrum_l1(rec, x)
-            loss = loss + cfg.spectrum_weight * spectrum
-            logs["spectrum"] = spectrum.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        run.log(loss=loss.item(), **logs)
+        run.log(loss=loss.item(), l1=l1.item(), kl=kl.item())
     result = run.finish()
     vae.eval()
     if result.finished:
