@@ -48,6 +48,9 @@ VARIANTS = {
     "8 channels + restyled copies, 4000 steps": {"autoencoder_train.steps": 4000},
     "8 channels, every face also restyled": {"autoencoder_train.style_share": 1.0},
     "8 channels + restyled copies, 2x wider": {"model.autoencoder.block_out_channels": [32, 64, 128]},
+    # one downsampling instead of two: a 32x32 latent grid at 64 px (the generator issue: 16x16 caps style)
+    "32x32 latents, 4 channels": {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4},
+    "32x32 latents, 8 channels": {"model.autoencoder.block_out_channels": [32, 64]},
 }
 
 

@@ -15,6 +15,13 @@ prompt of the stage-2 set each, and reports
 - style accuracy: the study's style classifier (trained on the stage-2 set)
   recognising the requested style (%, chance 1 / number of styles).
 
+A variant that changes the latent space (``model.autoencoder``, ``autoencoder_train``)
+draws in an autoencoder trained for it (cached; its minutes are reported beside
+the budget, since a profile trains its autoencoder once for every stage); every
+row reports its latent space's ceilings: the judge's NME on the round trip of
+the real validation faces, and the style judge on the round trip of the held-out
+stage-2 faces.
+
 The judge is a trained detector folder (``--judge``) or, by default, dlib's
 shape predictor in the landmark box (needs no training of its own). Models go
 to a scratch folder (``--work``), the table to ``--out`` as CSV and Markdown.
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import shutil
 import time
@@ -54,6 +62,9 @@ MIN_SNR = {"stage1.snr_gamma": 5.0, "stage2.snr_gamma": 5.0}
 V_PRED = {"model.prediction_type": "v_prediction"}
 EMA_LR = {"stage1.ema_decay": 0.999, "stage2.ema_decay": 0.999, "stage1.lr": 1.0e-3, "stage2.lr": 3.0e-4}
 RECIPE = {**POOLED, **MIN_SNR, **V_PRED, **EMA_LR}  # the recipe these rows chose (the profile's since 2026-11)
+LATENT_32 = {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
+             "model.unet.block_out_channels": [32, 64, 128, 128], "model.unet.attention_levels": [2, 3]}
+EDIT_AUG = {"stage1.edit_share": 0.5, "stage2.edit_share": 0.5}
 
 
 def consistency(weight: float, max_timestep: int) -> dict:
@@ -70,6 +81,14 @@ VARIANTS = {
     "concat + pooled text + v-pred + min-SNR 5 + EMA, lr x3": RECIPE,
     "recipe + consistency 1, all t": {**RECIPE, **consistency(1.0, 1000)},
     "recipe + consistency 1, t below 500": {**RECIPE, **consistency(1.0, 500)},
+    # the latent grid: one autoencoder downsampling instead of two (32x32 latents at 64 px, a style ceiling of
+    # about 80% against 40% at 16x16; results/cpu/autoencoder_latent_grid.md), and a UNet with one more level
+    # whose finest level is half as wide, so a step costs about what it did
+    "recipe + consistency 1, all t, 32x32 latents": {**RECIPE, **consistency(1.0, 1000), **LATENT_32},
+    # half the training pairs edited and warped onto their edited landmarks (TrainConfig.edit_share)
+    "recipe + consistency 1, all t, edit augmentation 0.5": {**RECIPE, **consistency(1.0, 1000), **EDIT_AUG},
+    "recipe + consistency 1, all t, 32x32 latents, edit augmentation 0.5": {**RECIPE, **consistency(1.0, 1000),
+                                                                           **LATENT_32, **EDIT_AUG},
 }
 PROBE_STEPS = 6
 
@@ -93,11 +112,24 @@ def critic_for(diffusion: dict, name: str, work: Path):
     return Critic(work.parent / "critic")
 
 
+def autoencoder_for(d: dict, diffusion: dict, data_dir: Path, models: Path, work: Path) -> tuple[Path, float | None]:
+    """The autoencoder variant `d` draws in: the profile's (``models/autoencoder``) when `d` keeps its latent
+    space, else one trained for it with ``stages.train_autoencoder`` (cached under ``work/autoencoders``; its
+    minutes are reported, outside the budget, as the profile's own autoencoder is trained once before the stages)."""
+    mine = [d["model"]["autoencoder"], d["autoencoder_train"]]
+    if mine == [diffusion["model"]["autoencoder"], diffusion["autoencoder_train"]]:
+        return models / "autoencoder", None
+    folder = work / "autoencoders" / hashlib.md5(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:10]
+    t0 = time.time()
+    stages.train_autoencoder(d, data_dir, folder, progress=False)
+    return folder / "autoencoder", round((time.time() - t0) / 60, 2)
+
+
 def seconds_per_step(name: str, diffusion: dict, data_dir: Path, generated: Path, work: Path) -> float:
     probe = work / "probe"
     shutil.rmtree(probe, ignore_errors=True)
     (probe / "autoencoder").parent.mkdir(parents=True, exist_ok=True)
-    (probe / "autoencoder").symlink_to((work.parent / "autoencoder").resolve())
+    (probe / "autoencoder").symlink_to((work / "autoencoder").resolve())
     d = with_settings(diffusion, {f"{name}.steps": PROBE_STEPS, f"{name}.checkpoint_every": 10 ** 6,
                                   f"{name}.sample_every": 10 ** 6})
     if name == "stage2":
@@ -206,9 +238,15 @@ def main(argv=None) -> int:
         for stage in ("stage1", "stage2"):
             shutil.rmtree(vwork / stage, ignore_errors=True)
         vwork.mkdir(parents=True, exist_ok=True)
-        if not (vwork / "autoencoder").exists():
-            (vwork / "autoencoder").symlink_to((models / "autoencoder").resolve())
-        row = {"variant": name}
+        ae_dir, ae_minutes = autoencoder_for(d, diffusion, data_dir, models, work)
+        (vwork / "autoencoder").unlink(missing_ok=True)
+        (vwork / "autoencoder").symlink_to(ae_dir.resolve())
+        # the ceilings of the variant's latent space: the judges on real faces after its round trip
+        vae = ae.load(ae_dir)
+        row = {"variant": name, "autoencoder_minutes": ae_minutes,
+               "judge_nme_round_trip": round(float(judge_nme(judge, ae.reconstruct(vae, val.images), val.points).mean()), 2),
+               "style_ceiling": round(classifier.accuracy(*sc.round_trip_faces(vae, generated / "multidomain",
+                                                                               resolution=res)) * 100, 1)}
         t0 = time.time()
         row.update(train_for("stage1", d, args.stage1_minutes, data_dir, generated, vwork))
         row.update(train_for("stage2", d, args.stage2_minutes, data_dir, generated, vwork))

@@ -66,6 +66,8 @@ from ..data import datasets as ds
 from ..core import landmarks as lm
 from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
 from .condition import PARTS, render_batch, render_parts_batch
+from .edits import random_edits
+from .styles import tps_warp
 
 CONDITIONING_CHANNELS = (16, 32, 96, 256)  # ControlNet's landmark-image encoder; its length sets the downsampling
 CONDITIONINGS = ("controlnet", "concat")
@@ -100,6 +102,11 @@ class TrainConfig:
     # (Lin et al. 2024, diffusers' ``rescale_betas_zero_snr``): the last training step sees pure noise, as sampling
     # starts from it, so the image's overall colour and tone come from the prompt, not from noise; v-prediction only
     zero_terminal_snr: bool = False
+    # edit augmentation: this share of the training pairs gets two random edits of the synthesis step
+    # (``edits.random_edits``, the paper's seven) and its image warped onto the edited landmarks by the thin-plate
+    # spline of warp-first synthesis, so the generator also learns the landmark sets synthesis will ask for,
+    # which real faces never show (a chubby face, stretched nostrils), with an image that follows them
+    edit_share: float = 0.0
     seed: int = 0
     threads: int = 0
 
@@ -508,6 +515,10 @@ def _batch(pairs: PairSet, idx: np.ndarray, cfg: TrainConfig, step: int, conditi
         if rng.random() < cfg.flip:
             images[j] = images[j, :, ::-1]
             points[j] = lm.flip_landmarks(points[j], size)
+        if cfg.edit_share and rng.random() < cfg.edit_share:
+            edited, _ = random_edits(points[j], rng, size, 2)
+            images[j] = tps_warp(images[j], points[j], edited)
+            points[j] = edited
     prompts = ["" if rng.random() < cfg.prompt_dropout else pairs.prompts[i] for i in idx]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     return x, condition_tensor(points, size, conditioning), prompts, points

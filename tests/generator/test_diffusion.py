@@ -316,6 +316,22 @@ def test_image_to_image_keeps_the_init_image_at_low_strength(tmp_path, autoencod
         dm.generate(pipe, pts, prompts, [1, 2], RES, steps=2, init_images=init[:1], strength=0.5)
 
 
+def test_edit_augmentation_trains_on_faces_warped_onto_edited_landmarks(pairs):
+    from lib.generator.styles import tps_warp
+
+    idx = np.arange(4)
+    plain = dm._batch(pairs, idx, dm.TrainConfig(flip=0.0, seed=3), 0, "concat")
+    x, cond, _, points = dm._batch(pairs, idx, dm.TrainConfig(flip=0.0, seed=3, edit_share=1.0), 0, "concat")
+    np.testing.assert_array_equal(plain[3], pairs.points[idx])  # no share: the real pairs as they are
+    moved = np.abs(points - pairs.points[idx]).max(axis=(1, 2))
+    assert (moved > 0.5).all()  # every face edited, by more than half a pixel somewhere
+    # the condition is drawn from the edited landmarks and the image is the face warped onto them
+    assert torch.equal(cond, dm.condition_tensor(points, RES, "concat"))
+    warped = np.stack([tps_warp(pairs.images[i], pairs.points[i], points[k]) for k, i in enumerate(idx)])
+    assert torch.allclose(x, torch.from_numpy(warped).permute(0, 3, 1, 2).float().div(127.5).sub(1))
+    assert not torch.allclose(x, plain[0])
+
+
 # ------------------------------------------------------------------ the landmark-consistency loss
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -354,6 +370,23 @@ def test_generator_trains_with_the_consistency_loss(tmp_path, autoencoder_dir, p
              progress=False)
     a, b = c2.unet.state_dict(), c3.unet.state_dict()
     assert any(not torch.allclose(a[k], b[k]) for k in a)
+
+
+def test_a_finer_latent_grid_is_a_setting_of_the_same_path(tmp_path, pairs, critic):
+    # one autoencoder downsampling (the cpu profile's 32x32 latents at 64 px): the UNet, the folded part channels,
+    # the critic's decoded estimate and the sampler all follow the autoencoder's factor
+    vae_dir = tmp_path / "ae2"
+    ae.train(pairs.images, pairs.images[:2], {"block_out_channels": [8, 16], "latent_channels": 4,
+                                              "norm_num_groups": 8, "resolution": RES},
+             ae.AutoencoderTrainConfig(steps=2, batch_size=4, checkpoint_every=2, threads=1), vae_dir, progress=False)
+    c = dm.build_components(CONCAT, vae_dir)
+    assert dm.vae_scale_factor(c.vae) == 2 and c.unet.config.sample_size == RES // 2
+    assert c.unet.config.in_channels == 4 + len(dm.PARTS) * 4
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "consistency_weight": 1.0, "sample_every": 100, "edit_share": 0.5})
+    h = dm.train(pairs, c, cfg, tmp_path / "g", CONCAT, progress=False, critic=critic)
+    assert np.isfinite(h.history["loss"]).all() and (h.history["consistency"] > 0).all()
+    images = dm.generate(dm.load_generator(tmp_path / "g"), pairs.points[:2], pairs.prompts[:2], [0, 1], RES, steps=2)
+    assert images.shape == (2, RES, RES, 3)
 
 
 def test_consistency_reaches_the_controlnet_of_the_paper_path(tmp_path, stable_diffusion_dir, pairs, critic):
