@@ -48,7 +48,7 @@ from lib.generator import diffusion as dm
 from lib.generator import edits as ed
 from lib.generator import stages
 from lib.generator.styles import style_prompt
-from lib.generator.synthesis import judge_nme
+from lib.generator.synthesis import edit_control, judge_nme
 
 # name -> settings over the profile's diffusion section ("section.key": value). Every variant starts from
 # BASE, the recipe before this comparison (ControlNet, noise prediction, plain MSE, no EMA; stage 1 lr 3e-4,
@@ -64,6 +64,10 @@ EMA_LR = {"stage1.ema_decay": 0.999, "stage2.ema_decay": 0.999, "stage1.lr": 1.0
 RECIPE = {**POOLED, **MIN_SNR, **V_PRED, **EMA_LR}  # the recipe these rows chose (the profile's since 2026-11)
 LATENT_32 = {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
              "model.unet.block_out_channels": [32, 64, 128, 128], "model.unet.attention_levels": [2, 3]}
+# the same grid at about the 16x16 design's step cost: a narrow first level in the autoencoder (its decoder runs in
+# every step of the consistency loss) and in the UNet
+LATENT_32_NARROW = {"model.autoencoder.block_out_channels": [16, 64], "model.autoencoder.latent_channels": 4,
+                    "model.unet.block_out_channels": [16, 64, 128, 128], "model.unet.attention_levels": [2, 3]}
 EDIT_AUG = {"stage1.edit_share": 0.5, "stage2.edit_share": 0.5}
 
 
@@ -85,6 +89,8 @@ VARIANTS = {
     # about 80% against 40% at 16x16; results/cpu/autoencoder_latent_grid.md), and a UNet with one more level
     # whose finest level is half as wide, so a step costs about what it did
     "recipe + consistency 1, all t, 32x32 latents": {**RECIPE, **consistency(1.0, 1000), **LATENT_32},
+    "recipe + consistency 1, all t, 32x32 latents, narrow first level": {**RECIPE, **consistency(1.0, 1000),
+                                                                         **LATENT_32_NARROW},
     # half the training pairs edited and warped onto their edited landmarks (TrainConfig.edit_share)
     "recipe + consistency 1, all t, edit augmentation 0.5": {**RECIPE, **consistency(1.0, 1000), **EDIT_AUG},
     "recipe + consistency 1, all t, 32x32 latents, edit augmentation 0.5": {**RECIPE, **consistency(1.0, 1000),
@@ -150,7 +156,8 @@ def train_for(name: str, diffusion: dict, minutes: float, data_dir: Path, genera
 
 
 def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
-    """n validation landmark sets (every other one edited twice), prompts cycling through `styles`."""
+    """n validation landmark sets (every other one edited twice), prompts cycling through `styles`, and the
+    validation face each set comes from."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(val), n, replace=n > len(val))
     points, edited = [], []
@@ -162,7 +169,7 @@ def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
         points.append(pts)
         edited.append(bool(k % 2))
     chosen = [styles[k % len(styles)] for k in range(n)]
-    return np.array(points), np.array(edited), chosen
+    return np.array(points), np.array(edited), chosen, idx
 
 
 def write_table(table: pd.DataFrame, head: str, out: str | None) -> None:
@@ -210,12 +217,15 @@ def main(argv=None) -> int:
     classifier, clf_acc = sc.train_style_classifier(generated / "multidomain", resolution=res)
     _, val = stages.stage1_pairs(data_dir, res)
     styles = list(classifier.classes)
-    points, edited, chosen = eval_faces(val, styles, args.faces)
+    points, edited, chosen, sources = eval_faces(val, styles, args.faces)
 
     vae = ae.load(models / "autoencoder")
     real = judge_nme(judge, val.images, val.points).mean()
     recon = judge_nme(judge, ae.reconstruct(vae, val.images), val.points).mean()
+    src = sources[edited]  # the judge's own cost of the edits, on the edited items' real source faces
+    plain, warped = (float(x.mean()) for x in edit_control(judge, val.images[src], val.points[src], points[edited]))
     print(f"judge on real validation faces: {real:.2f}%, on their autoencoder reconstructions: {recon:.2f}%; "
+          f"on the edited items' source faces {plain:.2f}%, warped onto the edited landmarks {warped:.2f}%; "
           f"style classifier {clf_acc * 100:.1f}% on held-out stage-2 faces ({len(styles)} styles)", flush=True)
 
     # the landmark critic of the consistency rows, trained once (its minutes are reported, not in the budget)
@@ -272,7 +282,9 @@ def main(argv=None) -> int:
     head = (f"Equal CPU time: stage 1 {args.stage1_minutes} min + stage 2 {args.stage2_minutes} min per variant; "
             f"{args.faces} generated faces for validation landmarks (half edited). Judge: "
             f"{'detector ' + args.judge if args.judge else 'dlib (landmark box)'} at {res} px: {real:.2f}% NME on the "
-            f"real validation faces, {recon:.2f}% on their autoencoder reconstructions. Style chance "
+            f"real validation faces, {recon:.2f}% on their autoencoder reconstructions; on the edited items' real "
+            f"source faces {plain:.2f}%, and {warped:.2f}% on them warped onto the edited landmarks (the judge's own "
+            f"cost of the edits). Style chance "
             f"{100 / len(styles):.1f}% ({len(styles)} styles)."
             + (f" The consistency rows' critic trained once, {critic_minutes} min, outside the budget; its "
                f"{crit_nme:.2f}% NME on the real validation faces." if critic_minutes is not None else ""))

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     classifier, clf_acc = sc.train_style_classifier(generated / "multidomain", resolution=res)
     _, val = stages.stage1_pairs(data_dir, res)
     styles = list(classifier.classes)
-    points, edited, chosen = eval_faces(val, styles, args.faces)
+    points, edited, chosen, _ = eval_faces(val, styles, args.faces)
     real = judge_nme(judge, val.images, val.points).mean()
     print(f"judge on real validation faces: {real:.2f}%; style classifier {clf_acc * 100:.1f}% on held-out stage-2 "
           f"faces ({len(styles)} styles)", flush=True)

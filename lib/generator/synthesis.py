@@ -235,6 +235,24 @@ def judge_nme(judge, images, points: np.ndarray) -> np.ndarray:
                                            "inter_ocular") * 100 for img, p in zip(images, points)], np.float64)
 
 
+def edit_control(judge, images: np.ndarray, points: np.ndarray, edited_points: np.ndarray | None = None,
+                 k: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The judge's own cost of the landmark edits: its NME (%) per face on real `images`
+    ((N, R, R, 3)) against `points`, and on the same faces warped by the thin-plate spline
+    of warp-first synthesis onto `edited_points` (default: `k` random edits of each face's
+    landmarks, the paper's seven as synthesis draws them, seeded by (`seed`, face index)),
+    whose labels then hold by construction. A generator's faces cannot be read better on
+    edited landmarks than real faces of that shape: its edited / unedited alignment ratio
+    is its own only beyond the ratio of these two."""
+    if edited_points is None:
+        edited_points = np.array([ed.random_edits(p, np.random.default_rng([seed, i]), images.shape[2], k)[0]
+                                  for i, p in enumerate(points)]).reshape(-1, 68, 2)
+    if not len(images) == len(points) == len(edited_points):
+        raise ValueError(f"{len(images)} images, {len(points)} landmark sets, {len(edited_points)} edited sets")
+    warped = np.stack([st.tps_warp(im, p, e) for im, p, e in zip(images, points, edited_points)])
+    return judge_nme(judge, images, points), judge_nme(judge, warped, edited_points)
+
+
 def choose_strength(table: pd.DataFrame, reference_nme: float, max_ratio: float) -> float:
     """The largest swept strength (> 0) whose alignment NME is at most `max_ratio` x
     `reference_nme` (the judge on real validation faces): as much restyling as the labels

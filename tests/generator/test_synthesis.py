@@ -1,7 +1,9 @@
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.predictor import Prediction, Predictor
 from lib.generator import autoencoder as ae
 from lib.data import datasets as ds
 from lib.generator import diffusion as dm
@@ -127,6 +129,52 @@ def test_warp_first_synthesis_starts_from_the_warped_source_face(tmp_path, train
         syn.synthesise(pipe, items, tmp_path / "other", RES, steps=2, guidance=1.0, progress=False, mode="warp")
     with pytest.raises(ValueError, match="synthesis mode"):
         syn.synthesise(pipe, items, tmp_path / "other", RES, steps=2, guidance=1.0, progress=False, mode="paint")
+
+
+class _DotReader(Predictor):
+    """Reads landmark i as the centroid of the pixels near its colour (the test images draw each point as a dot)."""
+
+    def predict(self, image, gt_box=None):
+        ys, xs = np.nonzero(image.sum(-1) > 100)  # the dots; the background is black
+        dist = np.linalg.norm(image[ys, xs].astype(np.float64)[:, None] - np.stack([_dot_colour(i) for i in range(68)]),
+                              axis=-1)
+        out = np.zeros((68, 2))
+        for i in range(68):
+            near = dist[:, i] < 10
+            out[i] = (xs[near].mean(), ys[near].mean()) if near.any() else (0.0, 0.0)
+        return Prediction(out, "landmarks")
+
+
+def _dot_colour(i):
+    return np.array([30 + 25 * (i % 9), 30 + 25 * (i // 9), 200.0])
+
+
+def test_edit_control_reads_real_faces_and_the_same_faces_warped_onto_their_edits():
+    size = 384
+    # faces whose 68 dots do not touch (closed eyes or lips put two points on one pixel)
+    faces = (render_face(seed, "photo", size // 4).landmarks * 4 + 1.5 for seed in range(100))
+    points = np.array([p for p in faces if np.sort(np.linalg.norm(p[:, None] - p[None], axis=-1), axis=1)[:, 1].min() > 4][:3])
+    images = np.zeros((3, size, size, 3), np.uint8)
+    for k, pts in enumerate(points):
+        for i, (x, y) in enumerate(pts):
+            cv2.circle(images[k], (int(round(x)), int(round(y))), 2, _dot_colour(i).tolist(), -1)
+    edited = np.stack([edits.random_edits(p, np.random.default_rng(k), size, 2)[0] for k, p in enumerate(points)])
+    assert np.abs(edited - points).max() > 3  # the edits move points by several pixels
+    plain, warped = syn.edit_control(_DotReader(), images, points, edited)
+    assert plain.shape == warped.shape == (3,)
+    # the dots move with the warp: read against the edited landmarks they stay close, as the real ones do
+    assert plain.max() < 1.5 and warped.max() < 2.5
+    moved_away = syn.edit_control(_DotReader(), images, edited, points)[0]  # unwarped faces against the edits
+    assert moved_away.min() > 2 * warped.max()
+    same = syn.edit_control(_DotReader(), images, points, points)
+    np.testing.assert_allclose(same[0], same[1], atol=0.5)  # no edit: the warp changes nothing that matters
+    # by default it draws the edits itself, as synthesis does, the same for the same seed
+    drawn = syn.edit_control(_DotReader(), images, points, k=2, seed=5)
+    np.testing.assert_array_equal(drawn[0], plain)
+    np.testing.assert_array_equal(drawn[1], syn.edit_control(_DotReader(), images, points, k=2, seed=5)[1])
+    assert drawn[1].max() < 2.5 and not np.array_equal(drawn[1], warped)
+    with pytest.raises(ValueError, match="edited sets"):
+        syn.edit_control(_DotReader(), images, points, edited[:2])
 
 
 def test_choose_strength_takes_the_largest_that_keeps_the_labels():
