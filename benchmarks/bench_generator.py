@@ -64,8 +64,8 @@ EMA_LR = {"stage1.ema_decay": 0.999, "stage2.ema_decay": 0.999, "stage1.lr": 1.0
 RECIPE = {**POOLED, **MIN_SNR, **V_PRED, **EMA_LR}  # the recipe these rows chose (the profile's since 2026-11)
 LATENT_32 = {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
              "model.unet.block_out_channels": [32, 64, 128, 128], "model.unet.attention_levels": [2, 3]}
-# the same grid at about the 16x16 design's step cost: a narrow first level in the autoencoder (its decoder runs in
-# every step of the consistency loss) and in the UNet
+# the same grid with a narrow first level in the autoencoder (its decoder runs in every step of the consistency
+# loss) and in the UNet, to bring the step cost nearer the 16x16 design's (measured 1.3x)
 LATENT_32_NARROW = {"model.autoencoder.block_out_channels": [16, 64], "model.autoencoder.latent_channels": 4,
                     "model.unet.block_out_channels": [16, 64, 128, 128], "model.unet.attention_levels": [2, 3]}
 EDIT_AUG = {"stage1.edit_share": 0.5, "stage2.edit_share": 0.5}
@@ -85,9 +85,9 @@ VARIANTS = {
     "concat + pooled text + v-pred + min-SNR 5 + EMA, lr x3": RECIPE,
     "recipe + consistency 1, all t": {**RECIPE, **consistency(1.0, 1000)},
     "recipe + consistency 1, t below 500": {**RECIPE, **consistency(1.0, 500)},
-    # the latent grid: one autoencoder downsampling instead of two (32x32 latents at 64 px, a style ceiling of
-    # about 80% against 40% at 16x16; results/cpu/autoencoder_latent_grid.md), and a UNet with one more level
-    # whose finest level is half as wide, so a step costs about what it did
+    # the latent grid: one autoencoder downsampling instead of two (32x32 latents at 64 px: a style ceiling of
+    # 65.7% against 38.6% at 16x16, results/cpu/autoencoder_latent_grid.md) and a UNet with one more level, whose
+    # finest level is half as wide (a step measured 1.6x the 16x16 design's, results/cpu/generator_latent_grid.md)
     "recipe + consistency 1, all t, 32x32 latents": {**RECIPE, **consistency(1.0, 1000), **LATENT_32},
     "recipe + consistency 1, all t, 32x32 latents, narrow first level": {**RECIPE, **consistency(1.0, 1000),
                                                                          **LATENT_32_NARROW},
