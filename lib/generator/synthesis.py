@@ -246,7 +246,7 @@ def edit_control(judge, images: np.ndarray, points: np.ndarray, edited_points: n
     is its own only beyond the ratio of these two."""
     if edited_points is None:
         edited_points = np.array([ed.random_edits(p, np.random.default_rng([seed, i]), images.shape[2], k)[0]
-                                  for i, p in enumerate(points)]).reshape(-1, 68, 2)
+                                  for i, p in enumerate(points)]).reshape(-1, *np.shape(points)[1:])
     if not len(images) == len(points) == len(edited_points):
         raise ValueError(f"{len(images)} images, {len(points)} landmark sets, {len(edited_points)} edited sets")
     warped = np.stack([st.tps_warp(im, p, e) for im, p, e in zip(images, points, edited_points)])

@@ -1,3 +1,5 @@
+import itertools
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -153,7 +155,8 @@ def test_edit_control_reads_real_faces_and_the_same_faces_warped_onto_their_edit
     size = 384
     # faces whose 68 dots do not touch (closed eyes or lips put two points on one pixel)
     faces = (render_face(seed, "photo", size // 4).landmarks * 4 + 1.5 for seed in range(100))
-    points = np.array([p for p in faces if np.sort(np.linalg.norm(p[:, None] - p[None], axis=-1), axis=1)[:, 1].min() > 4][:3])
+    apart = (p for p in faces if np.sort(np.linalg.norm(p[:, None] - p[None], axis=-1), axis=1)[:, 1].min() > 4)
+    points = np.array(list(itertools.islice(apart, 3)))
     images = np.zeros((3, size, size, 3), np.uint8)
     for k, pts in enumerate(points):
         for i, (x, y) in enumerate(pts):
