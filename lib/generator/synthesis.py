@@ -211,11 +211,14 @@ def guidance_sweep(pipe, items: list[dict], guidances: list[float], judge, class
     return pd.DataFrame(rows), faces
 
 
-def choose_guidance(table: pd.DataFrame, max_ratio: float) -> float:
+def choose_guidance(table: pd.DataFrame, reference_nme: float, max_ratio: float) -> float:
     """The guidance scale with the highest style accuracy among those whose alignment NME is
-    at most `max_ratio` x the sweep's best alignment: as much style as the labels allow.
-    Ties go to the smaller scale (cheaper and closer to the conditional model)."""
-    ok = table[table["alignment_nme"] <= max_ratio * table["alignment_nme"].min()]
+    at most `max_ratio` x `reference_nme` (the judge on real validation faces, as for the
+    warp-first strength): as much style as the labels allow. Ties go to the smaller scale
+    (cheaper and closer to the conditional model); if no scale qualifies, the best-aligned one."""
+    ok = table[table["alignment_nme"] <= max_ratio * reference_nme]
+    if not len(ok):
+        ok = table[table["alignment_nme"] == table["alignment_nme"].min()]
     best = ok[ok["style_accuracy"] == ok["style_accuracy"].max()]
     return float(best["guidance"].min())
 

@@ -225,11 +225,12 @@ def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train
 def test_choose_guidance_takes_the_most_style_the_labels_allow():
     table = pd.DataFrame({"guidance": [1.0, 3.0, 5.0, 7.5], "alignment_nme": [6.0, 6.3, 6.9, 9.0],
                           "style_accuracy": [10.0, 30.0, 40.0, 60.0]})
-    assert syn.choose_guidance(table, 1.1) == 3.0  # 6.3 <= 6.6 < 6.9
-    assert syn.choose_guidance(table, 1.2) == 5.0
-    assert syn.choose_guidance(table, 2.0) == 7.5
+    assert syn.choose_guidance(table, 3.3, 2.0) == 3.0  # 6.3 <= 6.6 < 6.9
+    assert syn.choose_guidance(table, 3.5, 2.0) == 5.0
+    assert syn.choose_guidance(table, 3.0, 3.0) == 7.5
     tied = table.assign(style_accuracy=[10.0, 30.0, 30.0, 30.0])
-    assert syn.choose_guidance(tied, 2.0) == 3.0  # a tie goes to the smaller scale
+    assert syn.choose_guidance(tied, 3.0, 3.0) == 3.0  # a tie goes to the smaller scale
+    assert syn.choose_guidance(table, 1.0, 2.0) == 1.0  # none within the bound: the best-aligned scale
 
 
 def test_guidance_sweep_draws_the_same_items_at_each_scale(tmp_path, train_points):
