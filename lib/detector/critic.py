@@ -76,16 +76,18 @@ class Critic(torch.nn.Module):
         crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
         x = ((crops + 1) * 127.5 - self.mean) / self.std
         heat = self.model(x)[-1]
-        in_crop = hm.from_heatmap(local_integral(heat), size, heat.shape[-1])  # crop pixels
-        m = torch.stack([torch.tensor(cr.invert(cr.crop_matrix(cr.box_from_landmarks(p, self.margin), size)))
-                         for p in points]).to(in_crop)  # crop -> image pixels
-        return in_crop @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+        with torch.autocast(images.device.type, enabled=False):  # coordinates in float32 under mixed precision
+            heat = heat.float()
+            in_crop = hm.from_heatmap(local_integral(heat), size, heat.shape[-1])  # crop pixels
+            m = torch.stack([torch.tensor(cr.invert(cr.crop_matrix(cr.box_from_landmarks(p, self.margin), size)))
+                             for p in points]).to(in_crop)  # crop -> image pixels
+            return in_crop @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
 
     def loss(self, images: torch.Tensor, points: np.ndarray) -> torch.Tensor:
         """Mean landmark distance over the inter-ocular distance of `points`."""
-        target = torch.as_tensor(np.asarray(points), dtype=images.dtype, device=images.device)
         pred = self.landmarks(images, points)
-        iod = torch.as_tensor(lm.inter_ocular(np.asarray(points)), dtype=images.dtype, device=images.device)
+        target = torch.as_tensor(np.asarray(points), dtype=pred.dtype, device=images.device)
+        iod = torch.as_tensor(lm.inter_ocular(np.asarray(points)), dtype=pred.dtype, device=images.device)
         return ((pred - target).norm(dim=-1).mean(-1) / iod.clamp_min(1e-6)).mean()
 
 

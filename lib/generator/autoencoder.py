@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
 
@@ -38,6 +39,7 @@ class AutoencoderTrainConfig:
     style_share: float = 0.0  # restyled copies per training face (stages.restyled_copies)
     styles: tuple = ()  # their styles: the stage-2 set's filter styles (set by stages.train_autoencoder)
     checkpoint_every: int = 250
+    mixed_precision: str = "no"  # no | bf16 | fp16: autocast of the forward pass (lib.generator.diffusion.autocast)
     seed: int = 0
     threads: int = 0
 
@@ -94,6 +96,7 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
           stop_at: int | None = None, progress: bool = True) -> TrainResult:
     """Train on (N, R, R, 3) uint8 faces and write a diffusers folder to `out`;
     resumes from ``out/checkpoints/last.safetensors`` (``lib.core.training``)."""
+    from .diffusion import autocast
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
     vae = build(model)
@@ -110,8 +113,9 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
         x = to_model_range(images[idx])
         if torch.rand(1, generator=g) < 0.5:  # flip: faces are near symmetric
             x = x.flip(-1)
-        post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample(generator=g)).sample
+        with autocast(cfg.mixed_precision):  # the posterior, its sample and the losses stay float32
+            post = DiagonalGaussianDistribution(vae.encode(x).latent_dist.parameters.float())
+            rec = vae.decode(post.sample(generator=g)).sample.float()
         l1 = (rec - x).abs().mean()
         edge = (_sobel(rec) - _sobel(x)).abs().mean()
         kl = post.kl().mean()

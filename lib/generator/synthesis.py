@@ -91,12 +91,13 @@ def mode_name(mode: str, strength: float) -> str:
 
 def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps: int, guidance: float,
                batch_size: int = 32, progress: bool = True, mode: str = "noise",
-               sources: tuple[np.ndarray, np.ndarray] | None = None, strength: float = 1.0) -> list[dict]:
+               sources: tuple[np.ndarray, np.ndarray] | None = None, strength: float = 1.0,
+               mixed_precision: str = "no") -> list[dict]:
     """Draw every item not yet on disk and write the set; returns the manifest rows.
 
     ``mode="warp"`` needs `sources`, the (images, landmarks) of the training faces the
     items' ``source`` indices point to, at `resolution`, and restyles each warped face
-    from `strength`."""
+    from `strength`. `mixed_precision`: the sampler's autocast (``diffusion.generate``)."""
     from accelerate import PartialState
 
     from .diffusion import generate
@@ -104,7 +105,7 @@ def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps:
     if mode == "warp" and sources is None:
         raise ValueError("warp-first synthesis needs the source training faces (images, landmarks)")
     out, state = Path(out), PartialState()
-    record = set_fingerprint(pipe, items, resolution, steps, guidance, tag)
+    record = set_fingerprint(pipe, items, resolution, steps, guidance, tag, mixed_precision)
     if state.is_main_process:
         _set_aside_if_stale(out, record)
         out.mkdir(parents=True, exist_ok=True)  # recorded before drawing, so an interrupted set resumes
@@ -118,7 +119,8 @@ def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps:
         init = warped_sources(chunk, *sources) if mode == "warp" else None
         images = generate(pipe, np.array([it["points"] for it in chunk]), [it["prompt"] for it in chunk],
                           [it["seed"] for it in chunk], resolution, steps, guidance, batch_size,
-                          init_images=init, strength=strength if mode == "warp" else 1.0)
+                          init_images=init, strength=strength if mode == "warp" else 1.0,
+                          mixed_precision=mixed_precision)
         for it, img in zip(chunk, images):
             path = out / it["image"]
             ds.save_image(path, img)
@@ -133,13 +135,16 @@ def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps:
     return rows
 
 
-def set_fingerprint(pipe, items: list[dict], resolution: int, steps: int, guidance: float, mode: str) -> str:
+def set_fingerprint(pipe, items: list[dict], resolution: int, steps: int, guidance: float, mode: str,
+                    mixed_precision: str = "no") -> str:
     """What a synthetic set is drawn from: the generator's weights, the plan (names,
-    prompts, seeds, landmarks) and the sampler settings."""
+    prompts, seeds, landmarks) and the sampler settings (its precision only where it is not float32,
+    so sets drawn before the setting existed keep their fingerprint)."""
     nets = [getattr(pipe, name, None) for name in ("unet", "controlnet", "vae")]
     weights = [v.detach().cpu().float().numpy() for net in nets if net is not None for v in net.state_dict().values()]
     plan = [(it["image"], it["prompt"], int(it["seed"]), np.asarray(it["points"], np.float64)) for it in items]
-    return fingerprint(weights, plan, resolution, steps, float(guidance), mode)
+    sampler = [resolution, steps, float(guidance), mode] + ([mixed_precision] if mixed_precision != "no" else [])
+    return fingerprint(weights, plan, *sampler)
 
 
 def _set_aside_if_stale(out: Path, record: str) -> None:
@@ -171,7 +176,8 @@ def sweep_items(points: np.ndarray, styles: list[str], n: int, resolution: int, 
 
 
 def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarray, strengths: list[float],
-                   judge, classifier, resolution: int, steps: int, guidance: float) -> tuple[pd.DataFrame, dict]:
+                   judge, classifier, resolution: int, steps: int, guidance: float,
+                   mixed_precision: str = "no") -> tuple[pd.DataFrame, dict]:
     """Warp-first synthesis of `items` (from `sweep_items`, sources `images`/`points`) at each
     strength, scored as the study scores generators: the `judge`'s NME (landmark box,
     inter-ocular, %) against the edited landmarks, and the share of faces the style
@@ -184,14 +190,15 @@ def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarr
     rows, faces = [], {}
     for s in [0.0, *strengths]:
         drawn = warped if s == 0 else generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items],
-                                               resolution, steps, guidance, init_images=warped, strength=s)
+                                               resolution, steps, guidance, init_images=warped, strength=s,
+                                               mixed_precision=mixed_precision)
         rows.append({"strength": s, **score_faces(drawn, pts, wanted, judge, classifier)})
         faces[s] = drawn
     return pd.DataFrame(rows), faces
 
 
 def guidance_sweep(pipe, items: list[dict], guidances: list[float], judge, classifier, resolution: int,
-                   steps: int) -> tuple[pd.DataFrame, dict]:
+                   steps: int, mixed_precision: str = "no") -> tuple[pd.DataFrame, dict]:
     """Synthesis from noise of `items` (from `sweep_items`, on validation landmarks) at each
     classifier-free guidance scale, scored as `strength_sweep` scores: the `judge`'s NME
     against the (edited) landmarks and the style `classifier`'s accuracy on the requested
@@ -204,7 +211,7 @@ def guidance_sweep(pipe, items: list[dict], guidances: list[float], judge, class
     for g in guidances:
         t0 = time.perf_counter()
         drawn = generate(pipe, pts, [it["prompt"] for it in items], [it["seed"] for it in items], resolution, steps,
-                         float(g))
+                         float(g), mixed_precision=mixed_precision)
         rows.append({"guidance": float(g), **score_faces(drawn, pts, wanted, judge, classifier),
                      "seconds": round(time.perf_counter() - t0, 1)})
         faces[float(g)] = drawn

@@ -1,6 +1,9 @@
+from dataclasses import asdict, replace
+
 import numpy as np
 import torch
 
+from lib.core.training import settings_signature
 from lib.generator import autoencoder as ae
 from lib.data.procedural import render_face
 
@@ -34,3 +37,18 @@ def test_training_lowers_the_error_saves_a_diffusers_folder_and_resumes(tmp_path
     other = ae.load(tmp_path / "b")
     for (k, a), b in zip(vae.state_dict().items(), other.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_bf16_autocast_trains_float32_weights_and_keeps_the_float32_path(tmp_path):
+    faces = _faces()
+    cfg = ae.AutoencoderTrainConfig(steps=60, batch_size=4, lr=3e-3, checkpoint_every=60, threads=1)
+    before = ae.psnr(ae.reconstruct(ae.build(MODEL), faces), faces)
+    half = ae.train(faces, faces[:4], MODEL, replace(cfg, mixed_precision="bf16"), tmp_path / "bf16", progress=False)
+    full = ae.train(faces, faces[:4], MODEL, cfg, tmp_path / "fp32", progress=False)
+    vae = ae.load(tmp_path / "bf16")
+    assert all(p.dtype == torch.float32 for p in vae.parameters())
+    assert ae.psnr(ae.reconstruct(vae, faces), faces) > before + 1
+    assert not np.allclose(half.history["loss"], full.history["loss"])  # the setting reaches the forward pass
+    # the precision is a setting of the run: a float32 run does not resume a bf16 checkpoint
+    sig = [settings_signature({"train": asdict(c)}) for c in (cfg, replace(cfg, mixed_precision="bf16"))]
+    assert sig[0] != sig[1]

@@ -69,6 +69,10 @@ def test_train_save_load_generate(tmp_path, autoencoder_dir, pairs):
     assert a.shape == (3, RES, RES, 3) and a.dtype == np.uint8
     assert np.abs(a[1:].astype(int) - b).max() <= 2  # same seed, other batch: the same face (up to rounding)
     assert np.abs(a[0].astype(int) - c2[0]).mean() > 1  # another seed: another face
+    # under bf16 autocast: the same faces up to the precision's rounding
+    half = dm.generate(pipe, pairs.points[:3], pairs.prompts[:3], [5, 6, 7], RES, steps=2, mixed_precision="bf16")
+    assert half.shape == a.shape and half.dtype == np.uint8
+    assert 0 < np.abs(half.astype(int) - a).mean() < 8
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, autoencoder_dir, pairs):
@@ -396,3 +400,13 @@ def test_consistency_reaches_the_controlnet_of_the_paper_path(tmp_path, stable_d
                          threads=1, consistency_weight=1.0)
     h = dm.train(pairs, c, cfg, tmp_path / "g", model, progress=False, critic=critic)
     assert np.isfinite(h.history["consistency"]).all()
+
+
+def test_autocast_runs_products_in_the_named_precision():
+    a = torch.randn(4, 4)
+    with dm.autocast("no"):
+        assert (a @ a).dtype == torch.float32
+    with dm.autocast("bf16"):
+        assert (a @ a).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="mixed_precision.*known: no, bf16, fp16"):
+        dm.autocast("fp8")

@@ -259,3 +259,11 @@ def test_a_set_drawn_by_another_generator_is_set_aside_not_resumed(tmp_path, tra
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("set.stale-")]
     assert len(aside) == 1 and (aside[0] / items[0]["image"]).exists()
     assert first.exists() and first.stat().st_mtime_ns != stamp
+
+
+def test_the_sampler_precision_is_part_of_a_sets_fingerprint(tmp_path, train_points):
+    _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["gen"])
+    pipe, items = dm.load_generator(tmp_path / "gen"), syn.plan(train_points, ["photo"], 2, RES)
+    plain = syn.set_fingerprint(pipe, items, RES, 2, 1.0, "noise")
+    assert syn.set_fingerprint(pipe, items, RES, 2, 1.0, "noise", "no") == plain  # float32 sets keep their fingerprint
+    assert syn.set_fingerprint(pipe, items, RES, 2, 1.0, "noise", "bf16") != plain

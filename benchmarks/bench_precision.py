@@ -1,0 +1,161 @@
+"""Mixed precision on a CPU: what bf16 autocast buys in speed and what it costs in quality (the generator issue's
+time budget). Two parts, in one run on one machine, so the speed-ups are ratios:
+
+1. **Speed**: seconds per training step of the profile's autoencoder, diffusion model (UNet with the
+   landmark-consistency critic on half the batch, as stage 1 trains) and detector, and seconds per batch of
+   32 faces drawn with DDIM and guidance, in float32 and under ``lib.generator.diffusion.autocast("bf16")``
+   (each timed twice, alternating; the faster of the two is kept).
+2. **Sampling**: the profile's trained two-stage generator (``models/<profile>/stage2``) draws the guidance
+   sweep's validation items at the profile's guidance in float32 and in bf16; alignment NME (dlib, landmark
+   box) and style accuracy of each, and the mean absolute pixel difference between the two sets.
+
+The autoencoder's quality under bf16 is measured by ``bench_autoencoder`` (variant ``32x32x4, bf16``). The
+diffusion model's training is timed here but not switched: accelerate fixes one precision per process, and the
+measured gain (the diffusion-step row) is the smallest of the four.
+
+    ./study run python -m benchmarks.bench_precision --profile cpu --out results/cpu/precision
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lib import pipeline
+from lib.detector.critic import Critic
+from lib.detector.network import NetworkConfig, build_network
+from lib.generator import diffusion as dm
+from lib.generator import stages
+from lib.generator import synthesis as syn
+
+from .bench_generator import write_table
+
+
+def _timed(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def speed(params: dict, models: Path, threads: int) -> list[dict]:
+    torch.manual_seed(0)
+    diffusion = params["diffusion"]
+    c = dm.build_components(diffusion["model"], models / "autoencoder")
+    f = dm.vae_scale_factor(c.vae)
+    net = dm.LandmarkDiffusion(c.unet, c.controlnet, f)
+    critic = Critic(stages.critic_dir(models))
+    res = diffusion["model"]["resolution"]
+    det = build_network(NetworkConfig(**params["detector"]["model"]))
+    rng = np.random.default_rng(0)
+    b = diffusion["stage1"]["batch_size"]
+    points = (rng.random((32, 68, 2)) * res * 0.6 + res * 0.2).astype(np.float32)
+    latents = torch.randn(b, c.vae.config.latent_channels, res // f, res // f)
+    cond = dm.condition_tensor(points[:b], res, c.conditioning)
+    text = torch.randn(b, diffusion["model"]["max_prompt_tokens"], c.text_encoder.config.hidden_size)
+    t = torch.randint(0, 1000, (b,))
+    images = torch.rand(diffusion["autoencoder_train"]["batch_size"], 3, res, res) * 2 - 1
+    crops = torch.randn(params["detector"]["train"]["batch_size"], 3, det.cfg.input_size, det.cfg.input_size)
+    opt = torch.optim.AdamW([*net.parameters(), *c.vae.parameters(), *det.parameters()], 1e-5)
+
+    def step(loss):
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def autoencoder(p):
+        with dm.autocast(p):
+            rec = c.vae.decode(c.vae.encode(images).latent_dist.sample()).sample.float()
+        step((rec - images).abs().mean())
+
+    def generator(p):
+        with dm.autocast(p):
+            pred = net(latents, t, text, cond).float()
+            faces = c.vae.decode(pred[: b // 2] / c.vae.config.scaling_factor).sample.float().clamp(-1, 1)
+            step(pred.pow(2).mean() + critic.loss(faces, points[: b // 2]))
+
+    def detector(p):
+        with dm.autocast(p):
+            step(sum(o.float().pow(2).mean() for o in det(crops)))
+
+    pipe = dm.make_pipeline(c)
+
+    def sample(p):
+        dm.generate(pipe, points, ["a portrait of cartoon style"] * 32, list(range(32)), res, 20, 3.0,
+                    mixed_precision=p)
+
+    rows = []
+    for name, fn, n in (("autoencoder step", autoencoder, 8), ("diffusion step (UNet + critic)", generator, 8),
+                        ("detector step", detector, 16), ("32 faces drawn (DDIM 20, guidance 3)", sample, 1)):
+        times = {"no": [], "bf16": []}
+        for p in ("no", "bf16", "no", "bf16"):
+            fn(p)  # warm-up
+            times[p].append(_timed(lambda: fn(p), n))
+        row = {"part": name, "float32 (s)": round(min(times["no"]), 3), "bf16 (s)": round(min(times["bf16"]), 3)}
+        row["speed-up"] = round(row["float32 (s)"] / row["bf16 (s)"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def sampling(params: dict, profile: str) -> list[dict]:
+    from lib.data import datasets as ds
+    from lib.evaluation import predictors as pr
+    from lib.evaluation import style_classifier as sc
+    synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
+    data_dir, models = pipeline.data_dir(profile), pipeline.ROOT / "models" / profile
+    val = dm.PairSet(ds.read_dataset(data_dir / "crops" / "val", "300w"), res)
+    judge = pr.build("dlib_box")
+    clf, _ = sc.train_style_classifier(pipeline.generated_dir(profile) / "multidomain", resolution=res)
+    cfg = synthesis["guidance"]
+    items = syn.sweep_items(val.points, list(clf.classes), cfg["faces"], res, synthesis["seed"],
+                            synthesis["edits_per_face"], synthesis["edits"], synthesis["exaggeration"])
+    pipe = dm.load_generator(models / synthesis["generators"]["two_stage"])
+    guidance = float(params["diffusion"]["stage2"]["guidance"])
+    rows, faces = [], {}
+    for p in ("no", "bf16"):
+        t0 = time.perf_counter()
+        table, drawn = syn.guidance_sweep(pipe, items, [guidance], judge, clf, res, synthesis["steps"], p)
+        faces[p] = drawn[guidance]
+        rows.append({"precision": p, "faces": len(items), "guidance": guidance,
+                     "alignment NME (%)": round(float(table["alignment_nme"].iloc[0]), 2),
+                     "style accuracy (%)": round(float(table["style_accuracy"].iloc[0]), 1),
+                     "seconds": round(time.perf_counter() - t0, 1)})
+    rows[1]["mean |bf16 - float32| (pixel levels)"] = round(
+        float(np.abs(faces["bf16"].astype(float) - faces["no"].astype(float)).mean()), 2)
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--parts", nargs="*", default=["speed", "sampling"])
+    ap.add_argument("--out", default=None, help="table path prefix (default: print only)")
+    args = ap.parse_args(argv)
+    params = pipeline.load_params(args.profile)
+    if params["diffusion"]["model"].get("pretrained"):
+        raise SystemExit(f"profile {args.profile}: mixed precision on a GPU is accelerate's; this bench is for CPUs")
+    threads = params["diffusion"]["stage1"].get("threads") or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    models = pipeline.ROOT / "models" / args.profile
+    caps = torch.backends.cpu.get_cpu_capability()
+    head = f"{args.profile} profile, {threads} threads, CPU capability {caps}."
+    if "speed" in args.parts:
+        write_table(pd.DataFrame(speed(params, models, threads)), f"Speed, float32 against bf16 autocast. {head}",
+                    args.out and f"{args.out}_speed")
+    if "sampling" in args.parts:
+        write_table(pd.DataFrame(sampling(params, args.profile)),
+                    f"The two-stage generator's guidance-sweep items drawn in each precision. {head}",
+                    args.out and f"{args.out}_sampling")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
