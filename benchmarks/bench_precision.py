@@ -1,17 +1,20 @@
 """Mixed precision on a CPU: what bf16 autocast buys in speed and what it costs in quality (the generator issue's
-time budget). Two parts, in one run on one machine, so the speed-ups are ratios:
+time budget). Three parts, in one run on one machine, so the speed-ups are ratios:
 
 1. **Speed**: seconds per training step of the profile's autoencoder, diffusion model (UNet with the
    landmark-consistency critic on half the batch, as stage 1 trains) and detector, and seconds per batch of
    32 faces drawn with DDIM and guidance, in float32 and under ``lib.generator.diffusion.autocast("bf16")``
    (each timed twice, alternating; the faster of the two is kept).
-2. **Sampling**: the profile's trained two-stage generator (``models/<profile>/stage2``) draws the guidance
+2. **Training** (``--parts training``): stage 1 trained ``--steps`` steps twice from the same seed (the same
+   batches, noise and timesteps), float32 and bf16, each in its own process (accelerate fixes one precision
+   per process); the paired per-step differences of the training loss and of the consistency term.
+3. **Sampling**: the profile's trained two-stage generator (``models/<profile>/stage2``) draws the guidance
    sweep's validation items at the profile's guidance in float32 and in bf16; alignment NME (dlib, landmark
    box) and style accuracy of each, and the mean absolute pixel difference between the two sets.
 
 The autoencoder's quality under bf16 is measured by ``bench_autoencoder`` (variant ``32x32x4, bf16``). The
-diffusion model's training is timed here but not switched: accelerate fixes one precision per process, and the
-measured gain (the diffusion-step row) is the smallest of the four.
+diffusion model's training is timed and compared here but not switched in the profiles (its gain is the
+smallest of the four).
 
     ./study run python -m benchmarks.bench_precision --profile cpu --out results/cpu/precision
 """
@@ -133,12 +136,59 @@ def sampling(params: dict, profile: str) -> list[dict]:
     return rows
 
 
+def train_stage1(profile: str, precision: str, steps: int, work: Path) -> Path:
+    """Stage 1 for `steps` steps in `precision` from the profile's seed, into ``work/<precision>`` (one process:
+    accelerate fixes one precision per process); returns the run's history."""
+    import shutil
+
+    from lib.detector.critic import Critic
+    params = pipeline.load_params(profile)
+    diffusion, models = params["diffusion"], pipeline.ROOT / "models" / profile
+    stage = {**diffusion["stage1"], "steps": steps, "mixed_precision": precision, "sample_every": 10 ** 9,
+             "checkpoint_every": 10 ** 9}
+    out = work / precision
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(models / "autoencoder", out / "autoencoder")
+    critic = Critic(stages.critic_dir(models)) if stages.uses_critic(diffusion) else None
+    stages.train_generator("stage1", {**diffusion, "stage1": stage}, pipeline.data_dir(profile),
+                           pipeline.generated_dir(profile), out, progress=False, critic=critic)
+    return out / "stage1" / "history.csv"
+
+
+def training(profile: str, steps: int, work: Path) -> list[dict]:
+    """Stage 1 trained twice from the same seed (the same batches, noise and timesteps), float32 and bf16, each in
+    its own process; the paired per-step differences of the loss and of the consistency term."""
+    import subprocess
+    import sys
+    hist, rows = {}, []
+    for p in ("no", "bf16"):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "benchmarks.bench_precision", "--profile", profile, "--train-one", p,
+                        "--steps", str(steps), "--work", str(work)], check=True, cwd=pipeline.ROOT)
+        hist[p] = pd.read_csv(work / p / "stage1" / "history.csv")
+        rows.append({"precision": p, "steps": steps, "minutes (process)": round((time.perf_counter() - t0) / 60, 2),
+                     "loss, mean": round(float(hist[p]["loss"].mean()), 4),
+                     "consistency, mean": round(float(hist[p]["consistency"].mean()), 4)})
+    for col in ("loss", "consistency"):
+        d = hist["bf16"][col].to_numpy() - hist["no"][col].to_numpy()
+        rows[1][f"{col}: bf16 - float32 per step (mean +- se)"] = f"{d.mean():+.4f} +- {d.std(ddof=1) / np.sqrt(len(d)):.4f}"
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--parts", nargs="*", default=["speed", "sampling"])
     ap.add_argument("--out", default=None, help="table path prefix (default: print only)")
+    ap.add_argument("--steps", type=int, default=150, help="stage-1 steps of the `training` part")
+    ap.add_argument("--work", default="/tmp/bench_precision", help="scratch folder of the `training` part")
+    ap.add_argument("--train-one", default=None, help=argparse.SUPPRESS)  # the `training` part's child process
     args = ap.parse_args(argv)
+    if args.train_one:
+        train_stage1(args.profile, args.train_one, args.steps, Path(args.work))
+        return 0
     params = pipeline.load_params(args.profile)
     if params["diffusion"]["model"].get("pretrained"):
         raise SystemExit(f"profile {args.profile}: mixed precision on a GPU is accelerate's; this bench is for CPUs")
@@ -150,6 +200,10 @@ def main(argv=None) -> int:
     if "speed" in args.parts:
         write_table(pd.DataFrame(speed(params, models, threads)), f"Speed, float32 against bf16 autocast. {head}",
                     args.out and f"{args.out}_speed")
+    if "training" in args.parts:
+        write_table(pd.DataFrame(training(args.profile, args.steps, Path(args.work))),
+                    f"Stage 1 trained {args.steps} steps from the same seed in each precision. {head}",
+                    args.out and f"{args.out}_training")
     if "sampling" in args.parts:
         write_table(pd.DataFrame(sampling(params, args.profile)),
                     f"The two-stage generator's guidance-sweep items drawn in each precision. {head}",
