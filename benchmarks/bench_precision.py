@@ -46,7 +46,7 @@ def _timed(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def speed(params: dict, models: Path, threads: int) -> list[dict]:
+def speed(params: dict, models: Path) -> list[dict]:
     torch.manual_seed(0)
     diffusion = params["diffusion"]
     c = dm.build_components(diffusion["model"], models / "autoencoder")
@@ -141,7 +141,6 @@ def train_stage1(profile: str, precision: str, steps: int, work: Path) -> Path:
     accelerate fixes one precision per process); returns the run's history."""
     import shutil
 
-    from lib.detector.critic import Critic
     params = pipeline.load_params(profile)
     diffusion, models = params["diffusion"], pipeline.ROOT / "models" / profile
     stage = {**diffusion["stage1"], "steps": steps, "mixed_precision": precision, "sample_every": 10 ** 9,
@@ -198,7 +197,7 @@ def main(argv=None) -> int:
     caps = torch.backends.cpu.get_cpu_capability()
     head = f"{args.profile} profile, {threads} threads, CPU capability {caps}."
     if "speed" in args.parts:
-        write_table(pd.DataFrame(speed(params, models, threads)), f"Speed, float32 against bf16 autocast. {head}",
+        write_table(pd.DataFrame(speed(params, models)), f"Speed, float32 against bf16 autocast. {head}",
                     args.out and f"{args.out}_speed")
     if "training" in args.parts:
         write_table(pd.DataFrame(training(args.profile, args.steps, Path(args.work))),
