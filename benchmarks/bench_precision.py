@@ -6,15 +6,13 @@ time budget). Three parts, in one run on one machine, so the speed-ups are ratio
    32 faces drawn with DDIM and guidance, in float32 and under ``lib.generator.diffusion.autocast("bf16")``
    (each timed twice, alternating; the faster of the two is kept).
 2. **Training** (``--parts training``): stage 1 trained ``--steps`` steps twice from the same seed (the same
-   batches, noise and timesteps), float32 and bf16, each in its own process (accelerate fixes one precision
-   per process); the paired per-step differences of the training loss and of the consistency term.
+   batches, noise and timesteps), float32 and bf16; the paired per-step differences of the training loss and
+   of the consistency term.
 3. **Sampling**: the profile's trained two-stage generator (``models/<profile>/stage2``) draws the guidance
    sweep's validation items at the profile's guidance in float32 and in bf16; alignment NME (dlib, landmark
    box) and style accuracy of each, and the mean absolute pixel difference between the two sets.
 
-The autoencoder's quality under bf16 is measured by ``bench_autoencoder`` (variant ``32x32x4, bf16``). The
-diffusion model's training is timed and compared here but not switched in the profiles (its gain is the
-smallest of the four).
+The autoencoder's quality under bf16 is measured by ``bench_autoencoder`` (variant ``32x32x4, bf16``).
 
     ./study run python -m benchmarks.bench_precision --profile cpu --out results/cpu/precision
 """
@@ -137,8 +135,8 @@ def sampling(params: dict, profile: str) -> list[dict]:
 
 
 def train_stage1(profile: str, precision: str, steps: int, work: Path) -> Path:
-    """Stage 1 for `steps` steps in `precision` from the profile's seed, into ``work/<precision>`` (one process:
-    accelerate fixes one precision per process); returns the run's history."""
+    """Stage 1 for `steps` steps in `precision` from the profile's seed, into ``work/<precision>``; returns the
+    path of the run's history."""
     import shutil
 
     params = pipeline.load_params(profile)
@@ -155,17 +153,13 @@ def train_stage1(profile: str, precision: str, steps: int, work: Path) -> Path:
 
 
 def training(profile: str, steps: int, work: Path) -> list[dict]:
-    """Stage 1 trained twice from the same seed (the same batches, noise and timesteps), float32 and bf16, each in
-    its own process; the paired per-step differences of the loss and of the consistency term."""
-    import subprocess
-    import sys
+    """Stage 1 trained twice from the same seed (the same batches, noise and timesteps), float32 and bf16; the
+    paired per-step differences of the loss and of the consistency term."""
     hist, rows = {}, []
     for p in ("no", "bf16"):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "benchmarks.bench_precision", "--profile", profile, "--train-one", p,
-                        "--steps", str(steps), "--work", str(work)], check=True, cwd=pipeline.ROOT)
-        hist[p] = pd.read_csv(work / p / "stage1" / "history.csv")
-        rows.append({"precision": p, "steps": steps, "minutes (process)": round((time.perf_counter() - t0) / 60, 2),
+        hist[p] = pd.read_csv(train_stage1(profile, p, steps, work))
+        rows.append({"precision": p, "steps": steps, "minutes": round((time.perf_counter() - t0) / 60, 2),
                      "loss, mean": round(float(hist[p]["loss"].mean()), 4),
                      "consistency, mean": round(float(hist[p]["consistency"].mean()), 4)})
     for col in ("loss", "consistency"):
@@ -183,11 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="table path prefix (default: print only)")
     ap.add_argument("--steps", type=int, default=150, help="stage-1 steps of the `training` part")
     ap.add_argument("--work", default="/tmp/bench_precision", help="scratch folder of the `training` part")
-    ap.add_argument("--train-one", default=None, help=argparse.SUPPRESS)  # the `training` part's child process
     args = ap.parse_args(argv)
-    if args.train_one:
-        train_stage1(args.profile, args.train_one, args.steps, Path(args.work))
-        return 0
     params = pipeline.load_params(args.profile)
     if params["diffusion"]["model"].get("pretrained"):
         raise SystemExit(f"profile {args.profile}: mixed precision on a GPU is accelerate's; this bench is for CPUs")

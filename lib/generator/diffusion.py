@@ -116,11 +116,11 @@ PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def autocast(mixed_precision: str = "no", device: str = "cpu"):
     """The autocast context of a ``mixed_precision`` setting (no | bf16 | fp16), as accelerate's
-    ``Accelerator(mixed_precision=...)`` applies it when the diffusion model trains: weights, optimiser state
-    and gradients stay float32; matrix products and convolutions inside the block run in the lower precision.
-    The small profiles' autoencoder trains and every generator samples under it. On a CPU with bf16
-    instructions (AMX, AVX-512 BF16) bf16 makes an autoencoder step 2.7x and sampling 2x faster
-    (``benchmarks/bench_precision.py``); on a CPU without them it is slower than float32."""
+    ``Accelerator(mixed_precision=...)`` applies it: weights, optimiser state and gradients stay float32;
+    matrix products and convolutions inside the block run in the lower precision. The autoencoder and
+    the diffusion stages train under it, and every generator samples under it. On a CPU with bf16
+    instructions (AMX, AVX-512 BF16) bf16 makes an autoencoder step 2.7x, a diffusion step 1.3x and
+    sampling 2x faster (``benchmarks/bench_precision.py``); CPUs without them were not measured."""
     if mixed_precision not in PRECISIONS:
         raise ValueError(f"mixed_precision: {mixed_precision!r}; known: {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[mixed_precision]
@@ -588,7 +588,12 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
 
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation)
+    # bf16 needs no loss scaling, so it is this module's autocast alone and accelerate's process-wide state stays
+    # float32: a bf16 stage can share a process (a notebook, a test session, a bench) with float32 ones; fp16 (GPUs)
+    # also takes accelerate's gradient scaler
+    autocast(cfg.mixed_precision)  # an unknown name fails here, before any work
+    acc = Accelerator(mixed_precision="fp16" if cfg.mixed_precision == "fp16" else "no",
+                      gradient_accumulation_steps=cfg.gradient_accumulation)
     if c.controlnet is None and not cfg.train_unet:
         raise ValueError("a concat generator learns the landmarks in its UNet: set train_unet: true")
     if cfg.consistency_weight and critic is None:
@@ -657,14 +662,14 @@ def train(pairs: PairSet, c: Components, cfg: TrainConfig, out: str | Path, mode
             target = noise if c.scheduler.config.prediction_type == "epsilon" else c.scheduler.get_velocity(latents, noise, t)
             text = embed(prompts)
             with acc.accumulate(net):
-                with acc.autocast():
+                with autocast(cfg.mixed_precision, acc.device.type):
                     labels = style_labels(c.style_prompts, prompts)
                     pred = net(noisy, t, text, cond.to(acc.device), None if labels is None else labels.to(acc.device))
                 loss = diffusion_loss(pred.float(), target.float(), t, c.scheduler, cfg.snr_gamma)
                 read = (t < cfg.consistency_max_timestep).cpu().numpy() if critic is not None else None
                 if read is not None and read.any():  # the critic reads the faces the estimate decodes to
                     x0 = denoised(pred.float()[read], noisy.float()[read], t[read], c.scheduler)
-                    with acc.autocast():  # the decoder and the critic run in the training precision too
+                    with autocast(cfg.mixed_precision, acc.device.type):  # decoder and critic in the training precision
                         faces = c.vae.decode((x0 / scale).to(c.vae.dtype)).sample.float().clamp(-1, 1)
                         consistency = critic.loss(faces, points[read]).float()
                     loss = loss + cfg.consistency_weight * consistency * read.mean()

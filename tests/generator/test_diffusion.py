@@ -410,3 +410,26 @@ def test_autocast_runs_products_in_the_named_precision():
         assert (a @ a).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="mixed_precision.*known: no, bf16, fp16"):
         dm.autocast("fp8")
+
+
+def test_a_bf16_stage_trains_float32_weights_beside_float32_stages(tmp_path, autoencoder_dir, pairs, critic):
+    # the same process trains float32 and bf16 stages (accelerate's process-wide precision stays float32)
+    cfg = dm.TrainConfig(**{**CFG.__dict__, "steps": 2, "sample_every": 100, "consistency_weight": 1.0})
+    runs, seen = {}, {}
+    for precision in ("no", "bf16", "no"):
+        torch.manual_seed(0)
+        c = dm.build_components(CONCAT, autoencoder_dir)
+        hook = c.unet.conv_in.register_forward_hook(lambda m, i, o: seen.__setitem__(precision, o.dtype))
+        h = dm.train(pairs, c, dm.TrainConfig(**{**cfg.__dict__, "mixed_precision": precision}),
+                     tmp_path / f"{precision}{len(runs)}", CONCAT, progress=False, critic=critic)
+        hook.remove()
+        runs[precision] = h.history
+        assert all(p.dtype == torch.float32 for p in c.unet.parameters())
+    assert seen == {"no": torch.float32, "bf16": torch.bfloat16}
+    # the first step's loss is computed before any update: the same up to bf16 rounding
+    assert np.isfinite(runs["bf16"]["loss"]).all()
+    assert runs["bf16"]["loss"].iloc[0] == pytest.approx(runs["no"]["loss"].iloc[0], rel=0.05)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        dm.train(pairs, dm.build_components(CONCAT, autoencoder_dir),
+                 dm.TrainConfig(**{**cfg.__dict__, "mixed_precision": "fp8"}), tmp_path / "bad", CONCAT,
+                 progress=False, critic=critic)
