@@ -54,7 +54,7 @@ VARIANTS = {
     # the cpu profile's 32x32x4 design at fewer steps: what does a shorter autoencoder cost (issue 11's time budget)?
     "32x32x4, 1000 steps": {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
                             "autoencoder_train.steps": 1000},
-    # the same at 2,000 steps, trained under bf16 autocast (lib.core.training.autocast; bench_precision times it)
+    # the same at 2,000 steps, trained under bf16 autocast (lib.generator.diffusion.autocast; bench_precision times it)
     "32x32x4, bf16": {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
                       "autoencoder_train.mixed_precision": "bf16"},
     "32x32x4, float32": {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
