@@ -15,7 +15,8 @@ cycling through the stage-2 styles, the same seeds) and is scored by
 Variants (``VARIANTS``): plain guidance at several scales; guidance rescaled to the conditional
 prediction's spread (diffusers' ``rescale_noise_cfg``, Lin et al. 2024); guidance applied only above
 a timestep (the interval of Kynkaanniemi et al. 2024: the unguided model draws the last, fine steps);
-more DDIM steps. The loop below is ``LandmarkPipeline``'s with those two options added.
+more DDIM steps. The options are ``LandmarkPipeline``'s (``guidance_rescale``, ``guidance_min_timestep``),
+drawn through ``lib.generator.diffusion.generate`` as synthesis draws.
 
 The bench also prints each judge's own cost of the styles: its NME on the real validation faces as they
 are and restyled by each filter style of the stage-2 set (their landmarks exact by construction), so an
@@ -31,9 +32,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
-from diffusers.utils.torch_utils import randn_tensor
 
 from lib import pipeline
 from lib.data import datasets as ds
@@ -46,56 +44,19 @@ from lib.generator.styles import stylise
 
 from .bench_generator import write_table
 
-# name -> (guidance, options): rescale (0: none), guided_from (guidance only at timesteps >= it), steps
+# name -> (guidance, options): guidance_rescale (0: none), guidance_min_timestep (guidance only at timesteps >= it),
+# steps (DDIM)
 VARIANTS = {
     "plain 3": (3.0, {}),
     "plain 4": (4.0, {}),
     "plain 5": (5.0, {}),
-    "rescaled 0.7, 5": (5.0, {"rescale": 0.7}),
-    "rescaled 0.7, 7": (7.0, {"rescale": 0.7}),
-    "interval t >= 300, 5": (5.0, {"guided_from": 300}),
-    "interval t >= 300, 7": (7.0, {"guided_from": 300}),
-    "interval t >= 500, 7": (7.0, {"guided_from": 500}),
+    "rescaled 0.7, 5": (5.0, {"guidance_rescale": 0.7}),
+    "rescaled 0.7, 7": (7.0, {"guidance_rescale": 0.7}),
+    "interval t >= 300, 5": (5.0, {"guidance_min_timestep": 300}),
+    "interval t >= 300, 7": (7.0, {"guidance_min_timestep": 300}),
+    "interval t >= 500, 7": (7.0, {"guidance_min_timestep": 500}),
     "plain 3, 40 steps": (3.0, {"steps": 40}),
 }
-
-
-@torch.no_grad()
-def draw(pipe, points: np.ndarray, prompts: list[str], seeds: list[int], resolution: int, guidance: float,
-         steps: int = 20, rescale: float = 0.0, guided_from: int = 0, precision: str = "no",
-         batch_size: int = 32) -> np.ndarray:
-    """``LandmarkPipeline`` from noise, with guidance `rescale` and guidance only at timesteps >= `guided_from`."""
-    if dm.conditioning_of(pipe) != "concat":
-        raise SystemExit("bench_guidance: a concat generator (the small profiles') is needed")
-    f, out = dm.vae_scale_factor(pipe.vae), []
-    for i in range(0, len(points), batch_size):
-        sl = slice(i, i + batch_size)
-        n = len(prompts[sl])
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[sl]]
-        with dm.autocast(precision):
-            text = torch.cat([dm.encode_prompts(pipe.tokenizer, pipe.text_encoder, [""] * n),
-                              dm.encode_prompts(pipe.tokenizer, pipe.text_encoder, list(prompts[sl]))])
-            labels = dm.style_labels(pipe.config.style_prompts, list(prompts[sl]))
-            labels = None if labels is None else torch.cat([torch.zeros_like(labels), labels])
-            latents = randn_tensor((n, pipe.vae.config.latent_channels, resolution // f, resolution // f),
-                                   generator=gens, dtype=pipe.unet.dtype)
-            pipe.scheduler.set_timesteps(steps)
-            parts = dm.condition_tensor(points[sl], resolution, "concat")
-            parts = torch.cat([parts, parts])
-            for t in pipe.scheduler.timesteps:
-                x = torch.cat([latents, latents])
-                pred = pipe.unet(dm.concat_input(x, parts, f), t, encoder_hidden_states=text,
-                                 class_labels=labels).sample.float()
-                uncond, cond = pred.chunk(2)
-                scale = guidance if int(t) >= guided_from else 1.0
-                guided = uncond + scale * (cond - uncond)
-                if rescale:
-                    guided = rescale_noise_cfg(guided, cond, guidance_rescale=rescale)
-                latents = pipe.scheduler.step(guided, t, latents).prev_sample
-            images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
-        images = (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-        out.append((images * 255).round().astype(np.uint8))
-    return np.concatenate(out)
 
 
 def style_cost(judges: dict, samples: list, styles: list[str], resolution: int, seed: int = 0) -> list[dict]:
@@ -135,9 +96,11 @@ def main(argv=None) -> int:
     for name in args.variants:
         guidance, opts = VARIANTS[name]
         t0 = time.perf_counter()
-        faces = draw(pipe, points, [it["prompt"] for it in items], [it["seed"] for it in items], res, guidance,
-                     precision=synthesis["mixed_precision"], **opts)
-        row = {"variant": name, "guidance": guidance, "steps": opts.get("steps", synthesis["steps"]),
+        opts = {"steps": synthesis["steps"], **opts}
+        faces = dm.generate(pipe, points, [it["prompt"] for it in items], [it["seed"] for it in items], res,
+                            guidance=guidance, batch_size=synthesis["batch_size"],
+                            mixed_precision=synthesis["mixed_precision"], **opts)
+        row = {"variant": name, "guidance": guidance, "steps": opts["steps"],
                "seconds": round(time.perf_counter() - t0, 1)}
         for judge, j in judges.items():
             nme = float(syn.judge_nme(j, faces, points).mean())

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler, DiffusionPipeline,
                        ImagePipelineOutput, StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline,
                        UNet2DConditionModel)
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -328,7 +329,13 @@ class LandmarkPipeline(DiffusionPipeline):
     With `init_image` ((N, 3, H, W) in [0, 1]) it works as image-to-image, as diffusers'
     img2img pipelines do: the image's latents are noised to `strength` (1: pure noise)
     and only the last ``int(steps * strength)`` DDIM steps are run. `style_prompts`: the
-    prompts of the UNet's learned style embeddings, if it has them (``style_labels``)."""
+    prompts of the UNet's learned style embeddings, if it has them (``style_labels``).
+
+    Two guidance options beside the scale: `guidance_rescale` (diffusers' ``rescale_noise_cfg``,
+    as in ``StableDiffusionPipeline``: the guided prediction rescaled toward the conditional
+    one's spread, Lin et al. 2024) and `guidance_min_timestep` (guidance only at timesteps at
+    or above it, the unguided model drawing the last, fine steps: the guidance interval of
+    Kynkaanniemi et al. 2024). Their defaults leave plain guidance."""
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel,
@@ -340,9 +347,12 @@ class LandmarkPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, prompt: list[str], image: torch.Tensor, height: int, width: int, num_inference_steps: int = 20,
                  guidance_scale: float = 3.0, generator=None, output_type: str = "np",
-                 init_image: torch.Tensor | None = None, strength: float = 1.0) -> ImagePipelineOutput:
+                 init_image: torch.Tensor | None = None, strength: float = 1.0, guidance_rescale: float = 0.0,
+                 guidance_min_timestep: int = 0) -> ImagePipelineOutput:
         if not 0 < strength <= 1:
             raise ValueError(f"strength {strength}: expected a value in (0, 1]")
+        if not 0 <= guidance_rescale <= 1:
+            raise ValueError(f"guidance_rescale {guidance_rescale}: expected a value in [0, 1]")
         n, f, device = len(prompt), vae_scale_factor(self.vae), self._execution_device
         guided = guidance_scale > 1
         text = encode_prompts(self.tokenizer, self.text_encoder, list(prompt))
@@ -371,7 +381,9 @@ class LandmarkPipeline(DiffusionPipeline):
             pred = self.unet(concat_input(x, parts, f), t, encoder_hidden_states=text, class_labels=labels).sample.float()
             if guided:
                 uncond, cond = pred.chunk(2)
-                pred = uncond + guidance_scale * (cond - uncond)
+                pred = uncond + (guidance_scale if int(t) >= guidance_min_timestep else 1.0) * (cond - uncond)
+                if guidance_rescale > 0:
+                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=guidance_rescale)
             latents = self.scheduler.step(pred, t, latents).prev_sample
         images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         images = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
@@ -458,10 +470,12 @@ def conditioning_of(pipe: DiffusionPipeline) -> str:
 def generate(pipe: DiffusionPipeline, points: np.ndarray, prompts: list[str], seeds: list[int],
              resolution: int, steps: int = 20, guidance: float = 3.0, batch_size: int = 32,
              progress: bool = False, init_images: np.ndarray | None = None, strength: float = 1.0,
-             mixed_precision: str = "no") -> np.ndarray:
+             mixed_precision: str = "no", guidance_rescale: float = 0.0, guidance_min_timestep: int = 0) -> np.ndarray:
     """Faces following `points` (N, 68, 2, pixels of a `resolution` image) and `prompts`;
     image i depends only on (points[i], prompts[i], seeds[i]), not on the batch it falls in.
     `mixed_precision` (no | bf16 | fp16): the autocast the networks run under (``autocast``).
+    `guidance_rescale`, `guidance_min_timestep`: ``LandmarkPipeline``'s guidance options (a
+    concat generator's; a ControlNet generator takes plain guidance only).
 
     `init_images` ((N, R, R, 3) uint8): image-to-image from them instead of from noise,
     noised to `strength` (warp-first synthesis); a ControlNet generator then runs as
@@ -470,6 +484,12 @@ def generate(pipe: DiffusionPipeline, points: np.ndarray, prompts: list[str], se
     if init_images is not None and len(init_images) != len(points):
         raise ValueError(f"{len(init_images)} init images for {len(points)} landmark sets")
     strength = max(float(strength), 1.0 / steps)  # at least one denoising step, as LandmarkPipeline runs
+    options = {}
+    if guidance_rescale or guidance_min_timestep:
+        if conditioning != "concat":
+            raise ValueError("guidance_rescale and guidance_min_timestep: a concat generator's (LandmarkPipeline) "
+                             "options; a ControlNet generator takes plain guidance")
+        options = {"guidance_rescale": guidance_rescale, "guidance_min_timestep": guidance_min_timestep}
     img2img = None
     if init_images is not None and conditioning == "controlnet":
         img2img = StableDiffusionControlNetImg2ImgPipeline(**pipe.components, requires_safety_checker=False)
@@ -479,7 +499,7 @@ def generate(pipe: DiffusionPipeline, points: np.ndarray, prompts: list[str], se
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[sl]]
         cond = condition_tensor(points[sl], resolution, conditioning)
         kw = dict(prompt=list(prompts[sl]), height=resolution, width=resolution, num_inference_steps=steps,
-                  guidance_scale=guidance, generator=gens, output_type="np")
+                  guidance_scale=guidance, generator=gens, output_type="np", **options)
         with autocast(mixed_precision, pipe.device.type):
             images = _draw(pipe, img2img, cond, kw, None if init_images is None else init_images[sl], strength)
         out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))

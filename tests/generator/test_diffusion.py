@@ -141,6 +141,27 @@ def test_concat_generator_trains_saves_and_loads_with_diffusers(tmp_path, autoen
     assert dm.load_components(tmp_path / "g").conditioning == "concat"
 
 
+def test_guidance_rescale_and_interval_are_options_of_the_landmark_pipeline(autoencoder_dir, pairs):
+    torch.manual_seed(0)
+    c = dm.build_components(CONCAT, autoencoder_dir)
+    pipe = dm.make_pipeline(c)
+    args = (pipe, pairs.points[:2], ["a portrait of cartoon style"] * 2, [3, 4], RES)
+    plain = dm.generate(*args, steps=3, guidance=3.0)
+    assert np.array_equal(plain, dm.generate(*args, steps=3, guidance=3.0, guidance_rescale=0.0,
+                                             guidance_min_timestep=0))  # the defaults are plain guidance
+    # guidance only at timesteps above every sampled one: the conditional prediction alone, as without guidance
+    unguided = dm.generate(*args, steps=3, guidance=1.0)
+    interval = dm.generate(*args, steps=3, guidance=3.0, guidance_min_timestep=1000)
+    assert np.abs(interval.astype(int) - unguided).max() <= 2 and np.abs(interval.astype(int) - plain).max() > 2
+    # rescaling toward the conditional prediction's spread changes the drawing
+    assert np.abs(dm.generate(*args, steps=3, guidance=3.0, guidance_rescale=1.0).astype(int) - plain).max() > 0
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        dm.generate(*args, steps=3, guidance=3.0, guidance_rescale=1.5)
+    controlnet = dm.make_pipeline(dm.build_components(MODEL, autoencoder_dir))
+    with pytest.raises(ValueError, match="concat generator"):
+        dm.generate(controlnet, *args[1:], steps=3, guidance=3.0, guidance_min_timestep=500)
+
+
 def test_style_embeddings_learn_one_vector_per_style_save_load_and_resume(tmp_path, autoencoder_dir, pairs):
     c = dm.build_components(CONCAT, autoencoder_dir)
     assert c.unet.class_embedding is None and dm.style_labels(c.style_prompts, ["x"]) is None
