@@ -119,6 +119,12 @@ def evaluate_runs(runs: dict[int, Predictor], samples: list[ds.Sample], desc: st
     return Evaluation(per_image, first.predictions)
 
 
+def _interval(name: str, values: np.ndarray) -> dict:
+    """``{name}_ci_low`` / ``{name}_ci_high``: the 95% bootstrap interval of the mean of `values` (NaN if none)."""
+    low, high = st.bootstrap_ci(values) if len(values) else (float("nan"), float("nan"))
+    return {f"{name}_ci_low": low, f"{name}_ci_high": high}
+
+
 def alignment(detector: Predictor, classifier, sets: dict[str, Path], controls: dict[str, Path] | None = None) -> pd.DataFrame:
     """Per generator and style: NME between the landmarks a face was drawn from and what
     `detector` finds on it (landmark alignment), and how often `classifier` recognises the
@@ -127,7 +133,11 @@ def alignment(detector: Predictor, classifier, sets: dict[str, Path], controls: 
     `controls`: per generator, a set drawn from the same plan without the landmark edits;
     its faces give ``alignment_nme_unedited`` (and the edited faces of the same items
     ``alignment_nme_edited_matched``), so the edits' cost in alignment is read on the same
-    source faces, prompts and seeds."""
+    source faces, prompts and seeds.
+
+    Each alignment NME and style accuracy comes with its 95% bootstrap interval over the
+    faces (``*_ci_low``, ``*_ci_high``; ``statistics.bootstrap_ci``), so a target such as
+    "50% of styles" can be read against what the number of faces resolves."""
     rows = []
     for gen, folder in sets.items():
         samples = ds.read_dataset(folder, "synthetic")
@@ -143,10 +153,12 @@ def alignment(detector: Predictor, classifier, sets: dict[str, Path], controls: 
             control["item"] = [s.meta["image"] for s in c_samples]
         for style, g in [(st, per[per["style"] == st]) for st in dict.fromkeys(per["style"])] + [("all", per)]:
             known = g[g["style"].isin(classifier.classes)]
+            hits = (known["predicted_style"] == known["style"]).to_numpy(np.float64) * 100
             row = {"generator": gen, "style": style, "n": len(g),
                    "alignment_nme": float(g["nme_inter_ocular"].mean() * 100),
-                   "style_accuracy": float((known["predicted_style"] == known["style"]).mean() * 100)
-                   if len(known) else float("nan")}
+                   "style_accuracy": float(hits.mean()) if len(known) else float("nan")}
+            row.update(_interval("alignment_nme", g["nme_inter_ocular"].to_numpy() * 100))
+            row.update(_interval("style_accuracy", hits))
             if control is not None:
                 c = control if style == "all" else control[control["style"] == style]
                 matched = g[g["item"].isin(set(c["item"]))]

@@ -240,6 +240,16 @@ def test_alignment_reports_edited_and_matched_unedited_faces(tmp_path):
     # style accuracy only over styles the classifier knows: 3 of 5 known faces are "photo"
     assert np.isclose(everything["style_accuracy"], 60.0)
     assert table.set_index("style").loc["ink", "n_unedited"] == 0
+    # 95% bootstrap intervals over the faces around each figure; none for a style the classifier does not know
+    from lib.evaluation.statistics import bootstrap_ci
+    assert np.allclose([everything["alignment_nme_ci_low"], everything["alignment_nme_ci_high"]],
+                       bootstrap_ci(per["nme_inter_ocular"].to_numpy() * 100))
+    assert np.allclose([everything["style_accuracy_ci_low"], everything["style_accuracy_ci_high"]],
+                       bootstrap_ci([100, 100, 100, 0, 0]))
+    assert everything["style_accuracy_ci_low"] < 60 < everything["style_accuracy_ci_high"]
+    by_style = table.set_index("style")
+    assert by_style.loc["photo", "style_accuracy_ci_low"] == by_style.loc["photo", "style_accuracy_ci_high"] == 100
+    assert np.isnan(by_style.loc["ink", "style_accuracy_ci_low"])
 
 
 
