@@ -179,8 +179,12 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     sweep = pd.read_csv(work / "results" / "smoke" / "warp_strength.csv")  # the strength chosen on validation faces
     assert list(sweep["strength"]) == [0.0, 0.5] and sweep["chosen"].sum() == 1
     align = pd.read_csv(work / "results" / "smoke" / "alignment.csv")
-    assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy", "n_unedited",
-                                   "alignment_nme_unedited", "alignment_nme_edited_matched"]
+    assert list(align.columns) == ["generator", "style", "n", "alignment_nme", "style_accuracy", "alignment_nme_ci_low",
+                                   "alignment_nme_ci_high", "style_accuracy_ci_low", "style_accuracy_ci_high",
+                                   "n_unedited", "alignment_nme_unedited", "alignment_nme_edited_matched"]
+    everything = align[align["style"] == "all"]
+    assert ((everything["alignment_nme_ci_low"] <= everything["alignment_nme"])
+            & (everything["alignment_nme"] <= everything["alignment_nme_ci_high"])).all()
     assert set(align["generator"]) == {"two_stage", "one_step", "stage1_only", "two_stage_warp",
                                        "two_stage_warp_exaggeration"}
     # the unedited controls of the noise sets: the first item of each of the 5 styles, drawn again without edits
