@@ -38,6 +38,9 @@ from .bench_detector import rounds_of
 from .bench_generator import with_settings, write_table
 
 PROBE_STEPS = 12
+# the probe runs this many times and keeps its fastest reading: another process on the cores can only slow a probe,
+# and one disturbed probe once read a step 2x too slow and halved that variant's budget (detector_variants_40min.md)
+PROBE_ROUNDS = 3
 # name -> settings over the profile's detector section (model.* and train.*)
 VARIANTS = {
     "hourglass 64 px / 16": {},
@@ -64,9 +67,12 @@ def seconds_per_step(mcfg: NetworkConfig, train: dict, faces: tr.FaceSet, work: 
                                     "val_every": 10 ** 6, "augment": {**train["augment"], "detector_boxes": 0.0}})
     small = tr.FaceSet([])
     small.images, small.points = faces.images[:64], faces.points[:64]
-    h = tr.train(small, small, mcfg, cfg, probe, progress=False).history
-    shutil.rmtree(probe)
-    return float(np.diff(h["seconds"].to_numpy())[2:].mean())  # the first steps warm up
+    readings = []
+    for _ in range(PROBE_ROUNDS):
+        h = tr.train(small, small, mcfg, cfg, probe, progress=False).history
+        shutil.rmtree(probe)
+        readings.append(float(np.diff(h["seconds"].to_numpy())[2:].mean()))  # the first steps warm up
+    return min(readings)
 
 
 def speed(predictor, dlib, samples: list[ds.Sample], threads: int = 1, rounds: int = 3) -> tuple[float, float, float]:
