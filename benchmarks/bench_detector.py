@@ -15,7 +15,9 @@ channels-last: ``lib.detector.network.for_inference``) it times the same weights
 trained (``unfolded``), to show what the inference copy buys.
 
 Uses the profile's trained detector (models/<profile>/detector_real) if it
-exists, else the profile's network with random weights (same speed)."""
+exists, else the profile's network with random weights (same speed). ``--compare FOLDER...``
+times other detector folders (e.g. an earlier profile's detector) in the same rounds, so
+their ratios to dlib and to the profile's detector come from one run."""
 from __future__ import annotations
 
 import argparse
@@ -72,6 +74,7 @@ def main():
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--compare", nargs="*", default=[], help="other detector folders timed in the same rounds")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     folder = pipeline.ROOT / "models" / a.profile / "detector_real"
@@ -90,8 +93,13 @@ def main():
     params = sum(p.numel() for p in unfolded.model.parameters()) / 1e6
     name = f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)"
     print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}; {a.rounds} alternating rounds")
-    fps = rounds_of({name: detector, f"{name}, unfolded": unfolded, "dlib 68-point shape predictor": pr.Dlib("landmarks")},
-                    data, a.rounds)
+    others = {}
+    for path in a.compare:
+        other = det.Detector(path)
+        oc = other.model.cfg
+        others[f"{path} ({oc.stacks} stack, {oc.channels} ch, {oc.input_size} px)"] = other
+    fps = rounds_of({name: detector, f"{name}, unfolded": unfolded, **others,
+                     "dlib 68-point shape predictor": pr.Dlib("landmarks")}, data, a.rounds)
     dlib = fps["dlib 68-point shape predictor"]
     for key, v in fps.items():
         print(f"{key}: {np.median(v):.1f} faces/s median ({1000 / np.median(v):.2f} ms/face, batch 1; "
@@ -101,10 +109,13 @@ def main():
         cr.crop(img, cr.grow(cr.box_from_landmarks(pts, 0.0), detector.margin), c.input_size)
     crop_ms = (time.perf_counter() - t0) / len(data) * 1000
     print(f"of which the crop: {crop_ms:.2f} ms/face ({crop_ms * np.median(fps[name]) / 10:.0f}% of the detector's time)")
-    for key in (name, f"{name}, unfolded"):
+    for key in (name, f"{name}, unfolded", *others):
         ratio = fps[key] / dlib
         print(f"{key} / dlib speed: {np.median(ratio):.2f}x median of the rounds' ratios "
               f"(range {ratio.min():.2f}-{ratio.max():.2f})")
+    for key in others:
+        ratio = fps[name] / fps[key]
+        print(f"{name} / {key}: {np.median(ratio):.2f}x (range {ratio.min():.2f}-{ratio.max():.2f})")
     gain = fps[name] / fps[f"{name}, unfolded"]
     print(f"folded / unfolded: {np.median(gain):.2f}x (range {gain.min():.2f}-{gain.max():.2f})")
 
