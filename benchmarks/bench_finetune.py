@@ -1,11 +1,14 @@
-"""Fine-tune recipes at equal CPU time, on validation faces only: each variant fine-tunes the
-profile's trained real-only detector (``models/<profile>/detector_real``) on the batch-mix set
-of ``detector.finetune.mix`` (the two-stage synthetic set plus the few real domain faces), with
-the same number of steps as the profile's fine-tunes, once per seed, and is scored on the real
-validation faces and on the domain validation faces (``val_*`` splits: the 5 held-out real
-caricatures in ``cpu``). Prints figures; asserts nothing.
+"""Fine-tune recipes on validation faces only: each variant fine-tunes the profile's trained
+real-only detector (``models/<profile>/detector_real``) on one or more of the profile's fine-tune
+sets (``--sets``, names from ``detector.finetune.sets``; default: the batch-mix set, the two-stage
+synthetic set), each with the few real domain faces as notebook 05 adds them, once per seed, and
+is scored on the real validation faces and on the domain validation faces (``val_*`` splits: the 5
+held-out real caricatures in ``cpu``). Variants run the profile's steps unless they set their own.
+Prints figures; asserts nothing.
 
     ./study run python -m benchmarks.bench_finetune --profile cpu --out results/cpu/finetune_recipes
+    ./study run python -m benchmarks.bench_finetune --profile cpu --variants "the profile's recipe" \
+        "600 steps" "1200 steps" --sets synthetic_two_stage fewshot --out results/cpu/finetune_steps
 
 The batch mix is the one the profile's run chose (``results/<profile>/detector_mix.csv``) unless
 a variant sets its own. Models go to a scratch folder (``--work``); test sets are never read.
@@ -15,22 +18,25 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from safetensors.torch import load_file
+
 from lib import pipeline
+from lib.core import metrics
 from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.detector import training as tr
+from lib.detector.model import load_detector, predict_crops
 from lib.detector.network import NetworkConfig
 
 from .bench_generator import write_table
 
 # name -> settings over the profile's fine-tune section (detector.finetune.train) as it stands when the bench runs
-# (the table's heading names its lr); every variant keeps the profile's steps
+# (the table's heading names its lr and steps)
 VARIANTS = {
     "the profile's recipe": {},
     "lr 3e-4": {"lr": 3.0e-4},
@@ -38,7 +44,22 @@ VARIANTS = {
     "norm statistics frozen": {"freeze_norm_stats": True},
     "lr 3e-4, norm statistics frozen": {"lr": 3.0e-4, "freeze_norm_stats": True},
     "lr 1e-3, norm statistics frozen": {"lr": 1.0e-3, "freeze_norm_stats": True},
+    "600 steps": {"steps": 600},
+    "1200 steps": {"steps": 1200},
 }
+
+
+def last_weights_nme(folder: Path, faces: tr.FaceSet) -> float:
+    """Mean NME (%) on `faces` of the run's last EMA weights (``checkpoints/last.safetensors``), the
+    weights a fine-tune without selection would keep (what the kept step costs or saves)."""
+    model, config = load_detector(folder)
+    state = load_file(str(folder / "checkpoints" / "last.safetensors"))
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    with torch.no_grad():
+        for i, p in enumerate(model.parameters()):
+            p.copy_(state[f"emamodel.{i}"])
+    crops, pts = tr.validation_crops(faces, model.cfg.input_size, config["margin"])
+    return float(metrics.nme_per_image(predict_crops(model.eval(), crops), pts).mean() * 100)
 
 
 def chosen_mix(profile: str) -> dict:
@@ -54,8 +75,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
+    ap.add_argument("--sets", nargs="*", default=None,
+                    help="fine-tune sets (names from detector.finetune.sets); default: the batch-mix set")
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="default: the profile's first two")
     ap.add_argument("--work", default="/tmp/bench_finetune", help="scratch folder for the models")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the runs already in --work: each resumes, so a finished one is only scored again")
     ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
     args = ap.parse_args(argv)
 
@@ -75,7 +100,13 @@ def main(argv=None) -> int:
     domain_val = [s for split in splits if split.startswith("val_") for s in ds.read_dataset(crops / split, "300w", errors)]
     if not domain_val:
         raise SystemExit(f"needs the domain's validation faces (a val_<domain> split) in {crops}")
-    samples = ds.read_dataset(generated / ft["sets"][ft["mix"]["set"]], "synthetic", errors) + fewshot
+    set_names = args.sets or [ft["mix"]["set"]]
+    unknown = sorted(set(set_names) - set(ft["sets"]))
+    if unknown:
+        raise SystemExit(f"--sets: {unknown} are not fine-tune sets of profile {args.profile} ({sorted(ft['sets'])})")
+    # as notebook 05 builds them: the set's faces (none for `fewshot`) plus the few real domain faces
+    sets = {name: (ds.read_dataset(generated / ft["sets"][name], "synthetic", errors) if ft["sets"][name] else [])
+            + fewshot for name in set_names}
     pools = {"fewshot": fewshot, "real": train_samples}
     real_faces, domain_faces = tr.FaceSet(val_samples, errors), tr.FaceSet(domain_val, errors)
     for e in errors:
@@ -84,38 +115,49 @@ def main(argv=None) -> int:
     mcfg = NetworkConfig(**detector["model"])
     mix = chosen_mix(args.profile)
     start_real, start_domain = tr.validation_nme(init, real_faces), tr.validation_nme(init, domain_faces)
-    print(f"{len(samples)} fine-tune faces ({ft['mix']['set']} + {len(fewshot)} few-shot), batch mix {mix}; "
+    print(", ".join(f"{name}: {len(faces)} faces" for name, faces in sets.items())
+          + f" (with the {len(fewshot)} few-shot faces), batch mix {mix}; "
           f"real-only detector: {start_real:.2f}% on {len(real_faces)} real validation faces, {start_domain:.2f}% on "
           f"{len(domain_faces)} domain validation faces", flush=True)
 
     rows = []
-    for name in args.variants:
+    for name in args.variants:  # variants outside, sets inside: a stopped run has whole variants
+      for set_name, samples in sets.items():
         train = {**ft["train"], "mix": mix, **VARIANTS[name]}
-        work = Path(args.work) / name.replace(" ", "_").replace(",", "")
-        shutil.rmtree(work, ignore_errors=True)
-        t0 = time.time()
+        work = Path(args.work) / set_name / name.replace(" ", "_").replace(",", "")
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
         tr.finetune(samples, val_samples, mcfg, train, work, init, seeds, ft["holdout"], errors, progress=False,
                     pools=pools)
-        minutes = (time.time() - t0) / 60 / len(seeds)
+        # the runs' own training time (history.csv), whichever call of the bench trained them
+        minutes = sum(pd.read_csv(work / f"seed{s}" / "history.csv")["seconds"].iloc[-1] for s in seeds) / 60 / len(seeds)
         real = [tr.validation_nme(work / f"seed{s}", real_faces) for s in seeds]
         domain = [tr.validation_nme(work / f"seed{s}", domain_faces) for s in seeds]
-        rows.append({"variant": name, "settings": json.dumps(VARIANTS[name], sort_keys=True),
-                     "steps": train["steps"], "minutes per seed": round(minutes, 1),
+        last_real = [last_weights_nme(work / f"seed{s}", real_faces) for s in seeds]
+        last_domain = [last_weights_nme(work / f"seed{s}", domain_faces) for s in seeds]
+        kept = [json.loads((work / f"seed{s}" / "config.json").read_text())["training"]["selected_step"] for s in seeds]
+        rows.append({"variant": name, "set": set_name, "settings": json.dumps(VARIANTS[name], sort_keys=True),
+                     "steps": train["steps"], "kept steps": " / ".join(map(str, kept)),
+                     "minutes per seed": round(minutes, 1),
                      "real val NME (%)": round(sum(real) / len(real), 2),
                      "real, change": round(sum(real) / len(real) - start_real, 2),
                      "domain val NME (%)": round(sum(domain) / len(domain), 2),
                      "domain, change": round(sum(domain) / len(domain) - start_domain, 2),
-                     "domain, per seed": " / ".join(f"{d:.2f}" for d in domain)})
+                     "domain, per seed": " / ".join(f"{d:.2f}" for d in domain),
+                     "last weights: real val NME (%)": round(sum(last_real) / len(seeds), 2),
+                     "last weights: domain val NME (%)": round(sum(last_domain) / len(seeds), 2)})
         print(json.dumps(rows[-1]), flush=True)
 
     table = pd.DataFrame(rows)
-    head = (f"Fine-tune recipes at equal steps ({ft['train']['steps']} each, {args.profile} profile, the profile's "
+    head = (f"Fine-tune recipes ({args.profile} profile; the profile's {ft['train']['steps']} steps, "
             f"fine-tune lr {ft['train']['lr']:g} and freeze_norm_stats {ft['train'].get('freeze_norm_stats', False)} "
             f"where a variant does not set them, "
             f"{torch.get_num_threads()} threads), from the real-only detector ({start_real:.2f}% on the "
             f"{len(real_faces)} real validation faces, {start_domain:.2f}% on the {len(domain_faces)} domain "
-            f"validation faces), on the {ft['mix']['set']} set with batch mix {json.dumps(mix, sort_keys=True)}; "
-            f"NME (inter-ocular, %, landmark box) of the kept weights, the mean over seeds {seeds}; change: "
+            f"validation faces), on the sets named with the few real domain faces, batch mix {json.dumps(mix, sort_keys=True)}; "
+            f"NME (inter-ocular, %, landmark box) of the kept weights, the mean over seeds {seeds} (kept steps: chosen "
+            f"on the real validation faces and the set's held-out part, as in notebook 05; last weights: the final "
+            f"EMA weights, no selection); change: "
             f"against the real-only detector.")
     write_table(table, head, args.out)
     return 0
