@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from lib import pipeline
+from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.detector import model as det
 from lib.detector import training as tr
@@ -41,6 +42,8 @@ PROBE_STEPS = 12
 # the probe runs this many times and keeps its fastest reading: another process on the cores can only slow a probe,
 # and one disturbed probe once read a step 2x too slow and halved that variant's budget (detector_variants_40min.md)
 PROBE_ROUNDS = 3
+# STAR's rotation range (18 degrees) and a third of the profile's occlusion and blur
+LIGHTER = {"train.augment.rotate": 18.0, "train.augment.occlusion": 0.1, "train.augment.blur": 0.1}
 # name -> settings over the profile's detector section (model.* and train.*)
 VARIANTS = {
     "hourglass 64 px / 16": {},
@@ -56,6 +59,11 @@ VARIANTS = {
                                        "model.heatmap_size": 6, "train.lr": 1.0e-3},
     "mobilenet 128 px / 8 (from scratch)": {"model.arch": "mobilenet", "model.channels": 128, "model.input_size": 128,
                                             "model.heatmap_size": 8, "model.pretrained": False, "train.lr": 1.0e-3},
+    # the profile's training recipe (over its network as it stands: 96 channels since 022f7f2)
+    "hourglass 64 px / 16, lr 3e-3": {"train.lr": 3.0e-3},
+    "hourglass 64 px / 16, lr 2e-2": {"train.lr": 2.0e-2},
+    "hourglass 64 px / 16, lighter augmentation": LIGHTER,
+    "hourglass 64 px / 16, lr 3e-3, lighter augmentation": {"train.lr": 3.0e-3, **LIGHTER},
 }
 DETECTOR_BOXES = {"train.augment.detector_boxes": 0.5}  # --detector-boxes: half the crops framed as the finder would
 
@@ -95,6 +103,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--minutes", type=float, default=7.0, help="training budget of every variant")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train every variant for this many steps instead of --minutes (equal compute for variants "
+                         "whose steps cost the same, e.g. recipes of one network, whatever the machine's speed does)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     ap.add_argument("--detector-boxes", nargs="*", default=[], help="variants also run with detector-box jitter")
     ap.add_argument("--speed-faces", type=int, default=200)
@@ -110,6 +121,9 @@ def main(argv=None) -> int:
     train_faces = tr.FaceSet(ds.read_dataset(crops / "train", "300w", errors), errors)
     val_samples = ds.read_dataset(crops / "val", "300w", errors)
     val_faces = tr.FaceSet(val_samples, errors)
+    data_dir = pipeline.data_dir(args.profile)
+    domain_val = [s for split in data_prep.splits(data_dir) if split.startswith("val_")
+                  for s in ds.read_dataset(crops / split, "300w", errors)]  # e.g. the 5 validation caricatures
     for e in errors:
         print("skipped:", e)
     torch.set_num_threads(detector["train"].get("threads") or torch.get_num_threads())
@@ -125,8 +139,11 @@ def main(argv=None) -> int:
         mcfg = NetworkConfig(**d["model"])
         work = Path(args.work) / name.replace(" ", "_").replace("/", "").replace("(", "").replace(")", "")
         shutil.rmtree(work, ignore_errors=True)
-        per_step = seconds_per_step(mcfg, d["train"], train_faces, work)
-        steps = int(args.minutes * 60 / per_step / 1.05)  # ~5% for validation and checkpoints
+        if args.steps:
+            steps = args.steps
+        else:
+            per_step = seconds_per_step(mcfg, d["train"], train_faces, work)
+            steps = int(args.minutes * 60 / per_step / 1.05)  # ~5% for validation and checkpoints
         train = copy.deepcopy(d["train"])
         train.update(steps=steps, warmup=min(train["warmup"], steps // 10), val_every=max(1, steps // 8),
                      checkpoint_every=max(1, steps // 4))
@@ -143,6 +160,9 @@ def main(argv=None) -> int:
             row[f"val_nme_{box}_box"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
             if box == "detector":  # faces the finder missed are scored with the landmark box (as in Table 1)
                 row["finder_found"] = round(float((found.per_image["box"] == "detector").mean()), 3)
+        if domain_val:  # how the design carries to the other domain (landmark box), for the reader; not a criterion
+            found = ev.evaluate(det.Detector(work / "detector"), domain_val, f"{name} (domain validation faces)")
+            row["domain_val_nme"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
         fps, dlib_fps, ratio = speed(det.Detector(work / "detector"), dlib, speed_samples)
         row.update(faces_per_s=round(fps, 1), dlib_faces_per_s=round(dlib_fps, 1), x_dlib=round(ratio, 2))
         # test-time flipping (the crop and its mirror image in one batch): NME with the landmark box, speed
@@ -153,9 +173,11 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
 
     table = pd.DataFrame(rows)
-    head = (f"Real-only detector designs at equal CPU time ({args.minutes:g} min of training each, "
+    budget = f"equal steps ({args.steps} each" if args.steps else f"equal CPU time ({args.minutes:g} min of training each"
+    head = (f"Real-only detector designs at {budget}, "
             f"{args.profile} profile, {torch.get_num_threads()} threads). NME (inter-ocular, %) on the "
-            f"{len(val_faces)} real validation faces; speed at batch 1, crop included, against dlib's 68-point "
+            f"{len(val_faces)} real validation faces (domain_val_nme: on the {len(domain_val)} domain validation "
+            f"faces, val_* splits, landmark box); speed at batch 1, crop included, against dlib's 68-point "
             f"predictor timed in alternating rounds beside each variant (x_dlib: the median of the rounds' "
             f"ratios), both on one thread; the detectors as predictors run them (``network.for_inference``); "
             f"_flip: with test-time flipping (``Detector(flip=True)``).")
