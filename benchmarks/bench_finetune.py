@@ -16,6 +16,7 @@ a variant sets its own. Models go to a scratch folder (``--work``); test sets ar
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -121,8 +122,8 @@ def main(argv=None) -> int:
           f"{len(domain_faces)} domain validation faces", flush=True)
 
     rows = []
-    for name in args.variants:  # variants outside, sets inside: a stopped run has whole variants
-      for set_name, samples in sets.items():
+    # variants outside, sets inside: a stopped run has whole variants
+    for name, (set_name, samples) in itertools.product(args.variants, sets.items()):
         train = {**ft["train"], "mix": mix, **VARIANTS[name]}
         work = Path(args.work) / set_name / name.replace(" ", "_").replace(",", "")
         if not args.keep:
