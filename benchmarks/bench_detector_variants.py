@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 
 from lib import pipeline
-from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.detector import model as det
 from lib.detector import training as tr
@@ -36,6 +35,7 @@ from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors as pr
 
 from .bench_detector import rounds_of
+from .bench_finetune import read_domain_splits
 from .bench_generator import with_settings, write_table
 
 PROBE_STEPS = 12
@@ -121,9 +121,7 @@ def main(argv=None) -> int:
     train_faces = tr.FaceSet(ds.read_dataset(crops / "train", "300w", errors), errors)
     val_samples = ds.read_dataset(crops / "val", "300w", errors)
     val_faces = tr.FaceSet(val_samples, errors)
-    data_dir = pipeline.data_dir(args.profile)
-    domain_val = [s for split in data_prep.splits(data_dir) if split.startswith("val_")
-                  for s in ds.read_dataset(crops / split, "300w", errors)]  # e.g. the 5 validation caricatures
+    domain_val = read_domain_splits(args.profile, "val_", errors)  # e.g. the 5 validation caricatures
     for e in errors:
         print("skipped:", e)
     torch.set_num_threads(detector["train"].get("threads") or torch.get_num_threads())

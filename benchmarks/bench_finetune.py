@@ -63,6 +63,14 @@ def last_weights_nme(folder: Path, faces: tr.FaceSet) -> float:
     return float(metrics.nme_per_image(predict_crops(model.eval(), crops), pts).mean() * 100)
 
 
+def read_domain_splits(profile: str, prefix: str, errors: list) -> list[ds.Sample]:
+    """The profile's real domain faces of every split named `prefix`* (``fewshot_``: the few faces every domain
+    method gets; ``val_``: the domain validation faces), as notebook 05 reads them."""
+    data_dir = pipeline.data_dir(profile)
+    return [s for split in data_prep.splits(data_dir) if split.startswith(prefix)
+            for s in ds.read_dataset(data_dir / "crops" / split, "300w", errors)]
+
+
 def chosen_mix(profile: str) -> dict:
     """The batch mix the profile's last run chose (``detector_mix.csv``, notebook 05)."""
     path = pipeline.results_dir(profile) / "detector_mix.csv"
@@ -96,9 +104,8 @@ def main(argv=None) -> int:
     errors: list[str] = []
     train_samples = ds.read_dataset(crops / "train", "300w", errors)
     val_samples = ds.read_dataset(crops / "val", "300w", errors)
-    splits = data_prep.splits(data_dir)
-    fewshot = [s for split in splits if split.startswith("fewshot_") for s in ds.read_dataset(crops / split, "300w", errors)]
-    domain_val = [s for split in splits if split.startswith("val_") for s in ds.read_dataset(crops / split, "300w", errors)]
+    fewshot = read_domain_splits(args.profile, "fewshot_", errors)
+    domain_val = read_domain_splits(args.profile, "val_", errors)
     if not domain_val:
         raise SystemExit(f"needs the domain's validation faces (a val_<domain> split) in {crops}")
     set_names = args.sets or [ft["mix"]["set"]]
