@@ -42,7 +42,8 @@ PROBE_STEPS = 12
 # the probe runs this many times and keeps its fastest reading: another process on the cores can only slow a probe,
 # and one disturbed probe once read a step 2x too slow and halved that variant's budget (detector_variants_40min.md)
 PROBE_ROUNDS = 3
-# STAR's rotation range (18 degrees) and a third of the profile's occlusion and blur
+# STAR's rotation range (18 degrees) and a third of the occlusion and blur of the profile before 23a4d7d (its
+# augmentation since then, so over the profile as it stands this variant is the profile itself)
 LIGHTER = {"train.augment.rotate": 18.0, "train.augment.occlusion": 0.1, "train.augment.blur": 0.1}
 # name -> settings over the profile's detector section (model.* and train.*)
 VARIANTS = {
@@ -64,6 +65,9 @@ VARIANTS = {
     "hourglass 64 px / 16, lr 2e-2": {"train.lr": 2.0e-2},
     "hourglass 64 px / 16, lighter augmentation": LIGHTER,
     "hourglass 64 px / 16, lr 3e-3, lighter augmentation": {"train.lr": 3.0e-3, **LIGHTER},
+    # over the profile's augmentation as it stands (lighter since 23a4d7d)
+    "hourglass 64 px / 16, no occlusion or blur": {"train.augment.occlusion": 0.0, "train.augment.blur": 0.0},
+    "hourglass 64 px / 16, rotation 10": {"train.augment.rotate": 10.0},
 }
 DETECTOR_BOXES = {"train.augment.detector_boxes": 0.5}  # --detector-boxes: half the crops framed as the finder would
 
