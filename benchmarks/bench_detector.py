@@ -11,8 +11,9 @@ Machines here change speed from one minute to the next, so the predictors are ti
 in alternating rounds (each round: every predictor once over all faces) and the
 ratio to dlib is taken within each round; the summary gives the median and the range
 over rounds. Beside the predictor as the evaluation runs it (batch norms folded,
-channels-last: ``lib.detector.network.for_inference``) it times the same weights as
-trained (``unfolded``), to show what the inference copy buys.
+channels-last: ``lib.detector.network.for_inference``; network and decoding as one traced
+graph: ``lib.detector.model.LandmarkGraph``) it times the same folded copy run eagerly
+(``eager``) and the weights as trained (``unfolded``), to show what each step buys.
 
 Uses the profile's trained detector (models/<profile>/detector_real) if it
 exists, else the profile's network with random weights (same speed). ``--compare FOLDER...``
@@ -84,13 +85,14 @@ def main():
         det.save_detector(folder, build_network(cfg).eval(), 0.25)
         print("(no trained detector for this profile: timing its network with random weights)")
     detector = det.Detector(folder)
+    eager = det.Detector(folder)
+    eager.graph = eager.model  # the folded copy, layer by layer
     unfolded = det.Detector(folder)
-    unfolded.model, _ = det.load_detector(folder)
-    unfolded.model.eval()
+    unfolded.graph, _ = det.load_detector(folder)
     unfolded.channels_last = False
     data, source = faces(a.profile, a.n)
     c = detector.model.cfg
-    params = sum(p.numel() for p in unfolded.model.parameters()) / 1e6
+    params = sum(p.numel() for p in unfolded.graph.parameters()) / 1e6
     name = f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)"
     print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}; {a.rounds} alternating rounds")
     others = {}
@@ -98,7 +100,7 @@ def main():
         other = det.Detector(path)
         oc = other.model.cfg
         others[f"{path} ({oc.stacks} stack, {oc.channels} ch, {oc.input_size} px)"] = other
-    fps = rounds_of({name: detector, f"{name}, unfolded": unfolded, **others,
+    fps = rounds_of({name: detector, f"{name}, eager": eager, f"{name}, unfolded": unfolded, **others,
                      "dlib 68-point shape predictor": pr.Dlib("landmarks")}, data, a.rounds)
     dlib = fps["dlib 68-point shape predictor"]
     for key, v in fps.items():
@@ -109,15 +111,17 @@ def main():
         cr.crop(img, cr.grow(cr.box_from_landmarks(pts, 0.0), detector.margin), c.input_size)
     crop_ms = (time.perf_counter() - t0) / len(data) * 1000
     print(f"of which the crop: {crop_ms:.2f} ms/face ({crop_ms * np.median(fps[name]) / 10:.0f}% of the detector's time)")
-    for key in (name, f"{name}, unfolded", *others):
+    for key in (name, f"{name}, eager", f"{name}, unfolded", *others):
         ratio = fps[key] / dlib
         print(f"{key} / dlib speed: {np.median(ratio):.2f}x median of the rounds' ratios "
               f"(range {ratio.min():.2f}-{ratio.max():.2f})")
     for key in others:
         ratio = fps[name] / fps[key]
         print(f"{name} / {key}: {np.median(ratio):.2f}x (range {ratio.min():.2f}-{ratio.max():.2f})")
-    gain = fps[name] / fps[f"{name}, unfolded"]
-    print(f"folded / unfolded: {np.median(gain):.2f}x (range {gain.min():.2f}-{gain.max():.2f})")
+    for label, a_key, b_key in (("graph / eager", name, f"{name}, eager"),
+                                ("eager folded / unfolded", f"{name}, eager", f"{name}, unfolded")):
+        gain = fps[a_key] / fps[b_key]
+        print(f"{label}: {np.median(gain):.2f}x (range {gain.min():.2f}-{gain.max():.2f})")
 
 
 if __name__ == "__main__":

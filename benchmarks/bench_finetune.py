@@ -31,6 +31,7 @@ from lib.core import metrics
 from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.detector import training as tr
+from lib.detector.finetune import finetune, validation_nme
 from lib.detector.model import load_detector, predict_crops
 from lib.detector.network import NetworkConfig
 
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(ft["train"].get("threads") or torch.get_num_threads())
     mcfg = NetworkConfig(**detector["model"])
     mix = chosen_mix(args.profile)
-    start_real, start_domain = tr.validation_nme(init, real_faces), tr.validation_nme(init, domain_faces)
+    start_real, start_domain = validation_nme(init, real_faces), validation_nme(init, domain_faces)
     print(", ".join(f"{name}: {len(faces)} faces" for name, faces in sets.items())
           + f" (with the {len(fewshot)} few-shot faces), batch mix {mix}; "
           f"real-only detector: {start_real:.2f}% on {len(real_faces)} real validation faces, {start_domain:.2f}% on "
@@ -137,12 +138,12 @@ def main(argv=None) -> int:
         work = Path(args.work) / set_name / name.replace(" ", "_").replace(",", "")
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-        tr.finetune(samples, val_samples, mcfg, train, work, init, seeds, ft["holdout"], errors, progress=False,
-                    pools=pools)
+        finetune(samples, val_samples, mcfg, train, work, init, seeds, ft["holdout"], errors, progress=False,
+                 pools=pools)
         # the runs' own training time (history.csv), whichever call of the bench trained them
         minutes = sum(pd.read_csv(work / f"seed{s}" / "history.csv")["seconds"].iloc[-1] for s in seeds) / 60 / len(seeds)
-        real = [tr.validation_nme(work / f"seed{s}", real_faces) for s in seeds]
-        domain = [tr.validation_nme(work / f"seed{s}", domain_faces) for s in seeds]
+        real = [validation_nme(work / f"seed{s}", real_faces) for s in seeds]
+        domain = [validation_nme(work / f"seed{s}", domain_faces) for s in seeds]
         last_real = [last_weights_nme(work / f"seed{s}", real_faces) for s in seeds]
         last_domain = [last_weights_nme(work / f"seed{s}", domain_faces) for s in seeds]
         kept = [json.loads((work / f"seed{s}" / "config.json").read_text())["training"]["selected_step"] for s in seeds]

@@ -18,6 +18,7 @@ from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.data.procedural import render_face
 from lib.detector import training as det
+from lib.detector.finetune import finetune
 from lib.detector.network import NetworkConfig
 from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors
@@ -172,8 +173,8 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
     fewshot = ds.read_dataset(data_dir / "crops" / "fewshot_art", "300w")
     for name, rel in ft["sets"].items():
         samples = (ds.read_dataset(generated / rel, "synthetic") if rel else []) + fewshot
-        runs = det.finetune(samples, val_samples, mcfg, ft["train"], models / f"detector_{name}", models / "detector_real",
-                            ft["seeds"], ft["holdout"], progress=False)
+        runs = finetune(samples, val_samples, mcfg, ft["train"], models / f"detector_{name}", models / "detector_real",
+                        ft["seeds"], ft["holdout"], progress=False)
         assert list(runs) == ft["seeds"] and all(r.finished for r in runs.values()), name
         assert all((models / f"detector_{name}" / f"seed{k}" / "model.safetensors").exists() for k in runs), name
 

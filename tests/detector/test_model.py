@@ -5,11 +5,12 @@ import torch
 from lib.core import crop as cr
 from lib.data import datasets as ds
 from lib.detector import model as det
-from lib.detector.network import build_network
+from lib.detector.network import build_network, for_inference
 from lib.detector import training as tr
 from lib.data.procedural import render_face
 
 from tests.detector.conftest import MCFG
+from tests.detector.test_network import INFERENCE_CASES
 from tests.detector.conftest import short_config as _cfg
 
 
@@ -169,3 +170,31 @@ def test_test_time_flip_averages_the_crop_and_its_mirror_image(folder):
     box = cr.box_from_landmarks(f.landmarks, 0.0)
     a, b = det.Detector(folder).predict(f.image, box), det.Detector(folder, flip=True).predict(f.image, box)
     assert a.landmarks.shape == b.landmarks.shape == (68, 2) and not np.allclose(a.landmarks, b.landmarks)
+
+
+@pytest.mark.parametrize("cfg", INFERENCE_CASES, ids=lambda c: f"{c.arch}-{c.backbone}")
+def test_landmark_graph_gives_the_eager_landmarks_bit_for_bit(cfg):
+    torch.manual_seed(0)
+    model = build_network(cfg)
+    for m in model.modules():  # batch norms that do something
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    fast = for_inference(model)
+    graph = det.LandmarkGraph(fast)
+    for n in (1, 3, 1):  # a graph per input shape, made on its first batch and reused
+        crops = np.random.default_rng(n).integers(0, 256, (n, cfg.input_size, cfg.input_size, 3), dtype=np.uint8)
+        eager = det.predict_crops(fast, crops, channels_last=True)
+        traced = det.predict_crops(graph, crops, channels_last=True)
+        assert eager.shape == (n, cfg.points, 2) and np.array_equal(traced, eager)
+    assert len(graph._graphs) == 2
+
+
+def test_detector_predicts_through_its_landmark_graph(folder):
+    f = render_face(301, "photo", 64)
+    box = cr.box_from_landmarks(f.landmarks, 0.0)
+    detector = det.Detector(folder)
+    got = detector.predict(f.image, box).landmarks
+    assert len(detector.graph._graphs) == 1
+    detector.graph = detector.model  # the same folded copy, run layer by layer
+    assert np.array_equal(detector.predict(f.image, box).landmarks, got)
