@@ -1,20 +1,24 @@
 """Fine-tuning a trained detector on another domain's faces: one run per seed, a
-fixed share of real faces in every batch (``TrainConfig.mix``), and the batch mix
-chosen on validation faces only. Built on ``lib.detector.training``; only the
+fixed share of real faces in every batch (``TrainConfig.mix``), the batch mix
+chosen on validation faces only, and the fine-tuned weights interpolated back
+toward the starting detector's, by a weight chosen on validation. Built on ``lib.detector.training``; only the
 detector stage imports it, so changing a fine-tune recipe reruns that stage and
 not the diffusion stages (whose critic imports ``training``)."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from ..core import metrics
 from ..core.training import TrainResult
 from ..data import data_prep
 from ..data import datasets as ds
-from .model import load_detector, predict_crops
+from .model import load_detector, predict_crops, save_detector
 from .network import NetworkConfig
 from .training import FaceSet, TrainConfig, train, validation_crops
 
@@ -79,3 +83,79 @@ def choose_mix(samples: list[ds.Sample], val_samples: list[ds.Sample], domain_va
     table["chosen"] = table.index == best
     table.attrs["initial real val NME (%)"] = start
     return dict(candidates[best]), table
+
+
+# ------------------------------------------------------------------ interpolation toward the start
+
+def _interpolated(start: torch.nn.Module, tuned: torch.nn.Module, alpha: float) -> torch.nn.Module:
+    """A copy of `tuned` whose floating-point weights and statistics are
+    ``(1 - alpha) * start + alpha * tuned`` (integer buffers, e.g. batch counts, are `tuned`'s);
+    alpha 1 gives `tuned`'s weights and alpha 0 `start`'s, exactly."""
+    a, b = start.state_dict(), tuned.state_dict()
+    model = copy.deepcopy(tuned)
+    model.load_state_dict({k: (1 - alpha) * a[k] + alpha * v if v.is_floating_point() else v for k, v in b.items()})
+    return model.eval()
+
+
+def _pair(start: str | Path, tuned: str | Path):
+    """The detectors of folders `start` and `tuned`, checked to be one network read from the same crops."""
+    a, config_a = load_detector(start)
+    b, config_b = load_detector(tuned)
+    same = ("margin", "mean", "std")
+    if a.cfg != b.cfg or any(config_a[k] != config_b[k] for k in same):
+        raise ValueError(f"{tuned}: cannot interpolate with {start}: another network or crop "
+                         f"({b.cfg} margin {config_b['margin']}; {a.cfg} margin {config_a['margin']})")
+    return a, b, config_b
+
+
+def interpolate(start: str | Path, tuned: str | Path, alpha: float, out: str | Path) -> Path:
+    """Write the detector folder `out` with the weights of the fine-tuned folder `tuned` moved
+    back toward those of the folder it started from, `start`: ``(1 - alpha) * start + alpha * tuned``
+    (weight-space ensembling, as WiSE-FT does: Wortsman et al., CVPR 2022). Both must be the
+    same network read from the same crops; `alpha` in [0, 1]."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"interpolation weight {alpha} outside [0, 1]")
+    a, b, config = _pair(start, tuned)
+    notes = {**config.get("training", {}), "interpolated": {"start": str(start), "tuned": str(tuned), "alpha": alpha}}
+    save_detector(Path(out), _interpolated(a, b, alpha), config["margin"], notes)
+    return Path(out)
+
+
+def choose_alpha(start: str | Path, runs: dict[int, Path], real: FaceSet, domain: FaceSet, alphas: list[float],
+                 tolerance: float) -> tuple[float, pd.DataFrame]:
+    """The interpolation weight (``interpolate``) for a fine-tuned method, chosen on validation
+    faces only, by the rule of ``choose_mix``: each alpha interpolates every seed's run
+    (`runs`, ``{seed: folder}``) toward `start` and is scored on the real validation faces
+    (`real`) and the domain's (`domain`), as the mean over seeds; the chosen alpha has the lowest
+    domain NME among those whose real NME is at most `tolerance` points above `start`'s, or, when
+    none is, the lowest real NME. Returns (alpha, one row per alpha)."""
+    if not alphas or not all(0.0 <= a <= 1.0 for a in alphas):
+        raise ValueError(f"interpolation weights {alphas}: expected one or more in [0, 1]")
+    if len(alphas) > 1 and not len(domain):
+        raise ValueError("choose_alpha needs the domain's validation faces (a val_<domain> split from data prep)")
+    start_model, config = load_detector(start)
+    size, margin = start_model.cfg.input_size, config["margin"]
+    crops = {name: validation_crops(faces, size, margin) for name, faces in (("real", real), ("domain", domain))}
+
+    def nme(model, name):
+        images, points = crops[name]
+        if not len(images):
+            return float("nan")
+        return float(metrics.nme_per_image(predict_crops(model, images), points).mean() * 100)
+
+    start_real = nme(start_model, "real")
+    scores = {alpha: [] for alpha in alphas}
+    for folder in runs.values():
+        a, b, _ = _pair(start, folder)
+        for alpha in alphas:
+            model = _interpolated(a, b, alpha)
+            scores[alpha].append((nme(model, "real"), nme(model, "domain")))
+    rows = [{"alpha": alpha, "real val NME (%)": float(np.mean([r for r, _ in s])),
+             "domain val NME (%)": float(np.mean([d for _, d in s]))} for alpha, s in scores.items()]
+    table = pd.DataFrame(rows)
+    table["within tolerance"] = table["real val NME (%)"] <= start_real + tolerance
+    ok = table[table["within tolerance"]]
+    best = ok["domain val NME (%)"].idxmin() if len(ok) and len(domain) else table["real val NME (%)"].idxmin()
+    table["chosen"] = table.index == best
+    table.attrs["initial real val NME (%)"] = start_real
+    return float(table.loc[best, "alpha"]), table

@@ -1,10 +1,15 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from lib.core import crop as cr
+from lib.detector import model as det
 from lib.detector import training as tr
-from lib.detector.finetune import choose_mix, finetune
+from lib.detector.finetune import choose_alpha, choose_mix, finetune, interpolate
+from lib.detector.network import NetworkConfig
 
 from tests.detector.conftest import MCFG
 
@@ -44,3 +49,61 @@ def test_choose_mix_fine_tunes_each_candidate_and_picks_on_validation_only(sampl
     assert np.allclose(strict["real val NME (%)"], table["real val NME (%)"])
     with pytest.raises(ValueError, match="val_<domain>"):
         choose_mix(samples[:6], samples[6:8], [], MCFG, base, candidates, 0.1, **kw)
+
+
+@pytest.fixture(scope="module")
+def start_and_tuned(samples, tmp_path_factory):
+    d = tmp_path_factory.mktemp("interp")
+    base = {"steps": 4, "batch_size": 4, "lr": 1e-3, "warmup": 1, "checkpoint_every": 2, "val_every": 2, "threads": 1}
+    tr.train(tr.FaceSet(samples[:6]), tr.FaceSet(samples[6:8]), MCFG, tr.TrainConfig.from_dict(base), d / "real",
+             progress=False)
+    finetune(samples[:6], samples[6:8], MCFG, {**base, "lr": 1e-2}, d / "ft", d / "real", [0, 1], 0.3, progress=False)
+    return d
+
+
+def test_interpolate_mixes_the_weights_and_keeps_both_ends_exact(start_and_tuned, tmp_path):
+    d = start_and_tuned
+    start, tuned = load_file(str(d / "real" / "model.safetensors")), load_file(str(d / "ft" / "seed0" / "model.safetensors"))
+    for alpha in (0.0, 0.5, 1.0):
+        folder = interpolate(d / "real", d / "ft" / "seed0", alpha, tmp_path / f"a{alpha}")
+        got = load_file(str(folder / "model.safetensors"))
+        for k, v in got.items():
+            if not v.is_floating_point():
+                assert torch.equal(v, tuned[k])
+            elif alpha in (0.0, 1.0):
+                assert torch.equal(v, start[k] if alpha == 0.0 else tuned[k]), k
+            else:
+                torch.testing.assert_close(v, (start[k] + tuned[k]) / 2)
+        config = json.loads((folder / "config.json").read_text())
+        assert config["training"]["interpolated"]["alpha"] == alpha
+        assert det.Detector(folder).predict(np.zeros((64, 64, 3), np.uint8), cr.Box(32, 32, 40)).landmarks.shape == (68, 2)
+    assert any(not torch.equal(start[k], tuned[k]) for k in start)  # the ends differ, so the test means something
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        interpolate(d / "real", d / "ft" / "seed0", 1.5, tmp_path / "bad")
+
+
+def test_interpolate_refuses_another_network(start_and_tuned, samples, tmp_path):
+    other = NetworkConfig(stacks=1, channels=8, depth=2, input_size=32, heatmap_size=8, sigma=1.0)
+    cfg = tr.TrainConfig.from_dict({"steps": 2, "batch_size": 4, "warmup": 1, "val_every": 2, "threads": 1})
+    tr.train(tr.FaceSet(samples[:4]), tr.FaceSet(samples[4:6]), other, cfg, tmp_path / "other", progress=False)
+    with pytest.raises(ValueError, match="cannot interpolate"):
+        interpolate(start_and_tuned / "real", tmp_path / "other", 0.5, tmp_path / "out")
+
+
+def test_choose_alpha_scores_every_weight_on_validation_and_follows_the_rule(start_and_tuned, samples):
+    d = start_and_tuned
+    runs = {k: d / "ft" / f"seed{k}" for k in (0, 1)}
+    real, domain = tr.FaceSet(samples[6:8]), tr.FaceSet(samples[8:])
+    alphas = [0.0, 0.5, 1.0]
+    alpha, table = choose_alpha(d / "real", runs, real, domain, alphas, tolerance=100.0)
+    assert list(table["alpha"]) == alphas and table["chosen"].sum() == 1 and table["within tolerance"].all()
+    assert alpha == alphas[int(table["domain val NME (%)"].idxmin())]
+    # alpha 0 is the starting detector itself
+    assert np.isclose(table.loc[0, "real val NME (%)"], table.attrs["initial real val NME (%)"])
+    # nothing within tolerance: the lowest real NME
+    alpha, strict = choose_alpha(d / "real", runs, real, domain, alphas, tolerance=-100.0)
+    assert alpha == alphas[int(strict["real val NME (%)"].idxmin())] and not strict["within tolerance"].any()
+    with pytest.raises(ValueError, match="val_<domain>"):
+        choose_alpha(d / "real", runs, real, tr.FaceSet([]), alphas, 0.1)
+    # one weight needs no domain faces: the plain fine-tune
+    assert choose_alpha(d / "real", runs, real, tr.FaceSet([]), [1.0], 0.1)[0] == 1.0
