@@ -18,7 +18,7 @@ from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.data.procedural import render_face
 from lib.detector import training as det
-from lib.detector.finetune import finetune
+from lib.detector.finetune import choose_alpha, finetune, interpolate
 from lib.detector.network import NetworkConfig
 from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors
@@ -177,6 +177,14 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
                         ft["seeds"], ft["holdout"], progress=False)
         assert list(runs) == ft["seeds"] and all(r.finished for r in runs.values()), name
         assert all((models / f"detector_{name}" / f"seed{k}" / "model.safetensors").exists() for k in runs), name
+        # the paper's plain fine-tune: one interpolation weight, 1.0, written where the evaluation reads it
+        ip = ft["interpolate"]
+        alpha, _ = choose_alpha(models / "detector_real", {k: models / f"detector_{name}" / f"seed{k}" for k in runs},
+                                val_faces, det.FaceSet([]), ip["alphas"], ip["tolerance"])
+        assert alpha == 1.0, name
+        for k in runs:
+            interpolate(models / "detector_real", models / f"detector_{name}" / f"seed{k}", alpha,
+                        models / f"detector_{name}" / "interpolated" / f"seed{k}")
 
     # ---- 06 evaluation: every predictor and detector of the profile on every test set
     e = params["evaluate"]
