@@ -1,9 +1,10 @@
 """Fine-tuning a trained detector on another domain's faces: one run per seed, a
 fixed share of real faces in every batch (``TrainConfig.mix``), the batch mix
 chosen on validation faces only, and the fine-tuned weights interpolated back
-toward the starting detector's, by a weight chosen on validation. Built on ``lib.detector.training``; only the
-detector stage imports it, so changing a fine-tune recipe reruns that stage and
-not the diffusion stages (whose critic imports ``training``)."""
+toward the starting detector's by a weight chosen on validation. Built on
+``lib.detector.training``; only the detector stage imports it, so changing a
+fine-tune recipe reruns that stage and not the diffusion stages (whose critic
+imports ``training``)."""
 from __future__ import annotations
 
 import copy
@@ -42,11 +43,32 @@ def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: Netwo
     return results
 
 
+def _mean_nme(model: torch.nn.Module, crops: tuple[np.ndarray, np.ndarray]) -> float:
+    """Mean NME (%) of a network on (crops, landmarks) of ``training.validation_crops``; NaN for none."""
+    images, points = crops
+    if not len(images):
+        return float("nan")
+    return float(metrics.nme_per_image(predict_crops(model, images), points).mean() * 100)
+
+
 def validation_nme(folder: str | Path, faces: FaceSet) -> float:
     """Mean NME (%) of the detector folder on `faces`, each cropped by its landmark box."""
     model, config = load_detector(folder)
-    crops, pts = validation_crops(faces, model.cfg.input_size, config["margin"])
-    return float(metrics.nme_per_image(predict_crops(model, crops), pts).mean() * 100)
+    return _mean_nme(model, validation_crops(faces, model.cfg.input_size, config["margin"]))
+
+
+def _choose(table: pd.DataFrame, start: float, tolerance: float) -> int:
+    """The validation rule of the fine-tune's choices, on a table of candidates with "real val
+    NME (%)" and "domain val NME (%)": the lowest domain NME among the candidates whose real NME
+    is at most `tolerance` points above `start` (the starting detector's), or, when none is (or
+    there are no domain faces), the lowest real NME. Marks "within tolerance" and "chosen" in
+    `table` and returns the chosen row's index."""
+    table["within tolerance"] = table["real val NME (%)"] <= start + tolerance
+    ok = table[table["within tolerance"] & table["domain val NME (%)"].notna()]
+    best = ok["domain val NME (%)"].idxmin() if len(ok) else table["real val NME (%)"].idxmin()
+    table["chosen"] = table.index == best
+    table.attrs["initial real val NME (%)"] = start
+    return best
 
 
 def choose_mix(samples: list[ds.Sample], val_samples: list[ds.Sample], domain_val: list[ds.Sample],
@@ -72,17 +94,14 @@ def choose_mix(samples: list[ds.Sample], val_samples: list[ds.Sample], domain_va
         folder = out / f"mix{k}"
         run = finetune(samples, val_samples, mcfg, {**train_cfg, "mix": dict(mix)}, folder, init, [seed], holdout,
                        errors, progress, pools)[seed]
-        nme_real = validation_nme(folder / f"seed{seed}", real)
-        rows.append({"mix": json.dumps(dict(mix), sort_keys=True), "real val NME (%)": nme_real,
+        rows.append({"mix": json.dumps(dict(mix), sort_keys=True),
+                     "real val NME (%)": validation_nme(folder / f"seed{seed}", real),
                      "domain val NME (%)": validation_nme(folder / f"seed{seed}", domain),
-                     "within tolerance": nme_real <= start + tolerance,
                      "minutes": float(run.history["seconds"].iloc[-1]) / 60})  # the whole run, resumed or not
     table = pd.DataFrame(rows)
-    ok = table[table["within tolerance"]]
-    best = ok["domain val NME (%)"].idxmin() if len(ok) else table["real val NME (%)"].idxmin()
-    table["chosen"] = table.index == best
-    table.attrs["initial real val NME (%)"] = start
-    return dict(candidates[best]), table
+    best = _choose(table, start, tolerance)
+    return dict(candidates[best]), table[["mix", "real val NME (%)", "domain val NME (%)", "within tolerance",
+                                          "minutes", "chosen"]]
 
 
 # ------------------------------------------------------------------ interpolation toward the start
@@ -135,27 +154,14 @@ def choose_alpha(start: str | Path, runs: dict[int, Path], real: FaceSet, domain
         raise ValueError("choose_alpha needs the domain's validation faces (a val_<domain> split from data prep)")
     start_model, config = load_detector(start)
     size, margin = start_model.cfg.input_size, config["margin"]
-    crops = {name: validation_crops(faces, size, margin) for name, faces in (("real", real), ("domain", domain))}
-
-    def nme(model, name):
-        images, points = crops[name]
-        if not len(images):
-            return float("nan")
-        return float(metrics.nme_per_image(predict_crops(model, images), points).mean() * 100)
-
-    start_real = nme(start_model, "real")
+    real_crops, domain_crops = (validation_crops(faces, size, margin) for faces in (real, domain))
     scores = {alpha: [] for alpha in alphas}
     for folder in runs.values():
         a, b, _ = _pair(start, folder)
         for alpha in alphas:
             model = _interpolated(a, b, alpha)
-            scores[alpha].append((nme(model, "real"), nme(model, "domain")))
-    rows = [{"alpha": alpha, "real val NME (%)": float(np.mean([r for r, _ in s])),
-             "domain val NME (%)": float(np.mean([d for _, d in s]))} for alpha, s in scores.items()]
-    table = pd.DataFrame(rows)
-    table["within tolerance"] = table["real val NME (%)"] <= start_real + tolerance
-    ok = table[table["within tolerance"]]
-    best = ok["domain val NME (%)"].idxmin() if len(ok) and len(domain) else table["real val NME (%)"].idxmin()
-    table["chosen"] = table.index == best
-    table.attrs["initial real val NME (%)"] = start_real
+            scores[alpha].append((_mean_nme(model, real_crops), _mean_nme(model, domain_crops)))
+    table = pd.DataFrame([{"alpha": alpha, "real val NME (%)": float(np.mean([r for r, _ in s])),
+                           "domain val NME (%)": float(np.mean([d for _, d in s]))} for alpha, s in scores.items()])
+    best = _choose(table, _mean_nme(start_model, real_crops), tolerance)
     return float(table.loc[best, "alpha"]), table
