@@ -11,7 +11,10 @@ Prints figures; asserts nothing.
         "600 steps" "1200 steps" --sets synthetic_two_stage fewshot --out results/cpu/finetune_steps
 
 The batch mix is the one the profile's run chose (``results/<profile>/detector_mix.csv``) unless
-a variant sets its own. Models go to a scratch folder (``--work``); test sets are never read.
+a variant sets its own. The figures are the plain fine-tunes' (notebook 05 then interpolates each
+method's weights toward the real-only detector, ``detector.finetune.interpolate``; that choice is
+made in the notebook, on the same validation faces). Models go to a scratch folder (``--work``);
+test sets are never read.
 """
 from __future__ import annotations
 
