@@ -1,4 +1,5 @@
-"""Shared by the detector tests: a tiny network config, ten rendered faces and a short training config."""
+"""Shared by the detector tests: tiny network configs (one of every architecture), ten rendered faces and a short
+training config."""
 import pytest
 
 from lib.data import datasets as ds
@@ -7,6 +8,15 @@ from lib.detector import training as tr
 from lib.detector.network import NetworkConfig
 
 MCFG = NetworkConfig(stacks=1, channels=16, depth=2, input_size=32, heatmap_size=8, sigma=1.0)
+MOBILE = NetworkConfig(arch="mobilenet", channels=32, input_size=64, heatmap_size=4, pretrained=False)
+# one small network of every architecture, for the checks that inference keeps the landmarks
+INFERENCE_CASES = [
+    NetworkConfig(stacks=2, channels=16, depth=2, input_size=32, heatmap_size=8),
+    MOBILE,
+    NetworkConfig(arch="regression", backbone="mobilenet_v2", input_size=32, pretrained=False),
+    NetworkConfig(arch="regression", backbone="resnet18", input_size=32, pretrained=False),
+    NetworkConfig(arch="transfer", stacks=1, channels=8, depth=2, input_size=32, heatmap_size=8),
+]
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,7 @@ from lib.detector.network import build_network, for_inference
 from lib.detector import training as tr
 from lib.data.procedural import render_face
 
-from tests.detector.conftest import MCFG
-from tests.detector.test_network import INFERENCE_CASES
+from tests.detector.conftest import INFERENCE_CASES, MCFG
 from tests.detector.conftest import short_config as _cfg
 
 

@@ -9,10 +9,9 @@ from lib.core import crop as cr
 from lib.detector import model as det
 from lib.detector import training as tr
 from lib.detector.network import MobileNetHeatmap, NetworkConfig, build_network, for_inference
-from tests.detector.conftest import MCFG
+from tests.detector.conftest import INFERENCE_CASES, MCFG, MOBILE
 from tests.detector.conftest import short_config as _cfg
 
-MOBILE = NetworkConfig(arch="mobilenet", channels=32, input_size=64, heatmap_size=4, pretrained=False)
 
 
 @pytest.mark.parametrize("cfg", [MCFG, MOBILE], ids=lambda c: c.arch)
@@ -86,15 +85,6 @@ def test_mobilenet_detector_trains_saves_loads_and_predicts(faces, tmp_path):
     tr.train(train, val, cfg, _cfg(steps=2, val_every=2, lr=1e-4), tmp_path / "ft", init=tmp_path / "m",
              progress=False)
     assert det.load_detector(tmp_path / "ft")[1]["model"]["arch"] == "mobilenet"
-
-
-INFERENCE_CASES = [
-    NetworkConfig(stacks=2, channels=16, depth=2, input_size=32, heatmap_size=8),
-    MOBILE,
-    NetworkConfig(arch="regression", backbone="mobilenet_v2", input_size=32, pretrained=False),
-    NetworkConfig(arch="regression", backbone="resnet18", input_size=32, pretrained=False),
-    NetworkConfig(arch="transfer", stacks=1, channels=8, depth=2, input_size=32, heatmap_size=8),
-]
 
 
 @pytest.mark.parametrize("cfg", INFERENCE_CASES, ids=lambda c: f"{c.arch}-{c.backbone}")
