@@ -69,6 +69,13 @@ def rounds_of(predictors: dict, data, rounds: int) -> dict[str, np.ndarray]:
     return {name: np.array(v) for name, v in fps.items()}
 
 
+def describe(c) -> str:
+    """A network's design in a few words, e.g. "hourglass, 1 stack, 96 ch, 64 px"."""
+    if c.arch == "hourglass":
+        return f"hourglass, {c.stacks} stack, {c.channels} ch, {c.input_size} px"
+    return f"{c.arch}, {c.input_size} px / {c.heatmap_size} grid"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="cpu")
@@ -93,13 +100,12 @@ def main():
     data, source = faces(a.profile, a.n)
     c = detector.model.cfg
     params = sum(p.numel() for p in unfolded.graph.parameters()) / 1e6
-    name = f"detector ({c.stacks} stack, {c.channels} ch, {c.input_size} px, {params:.2f} M params)"
+    name = f"detector ({describe(c)}, {params:.2f} M params)"
     print(f"faces: {len(data)} from {source}; threads: {torch.get_num_threads()}; {a.rounds} alternating rounds")
     others = {}
     for path in a.compare:
         other = det.Detector(path)
-        oc = other.model.cfg
-        others[f"{path} ({oc.stacks} stack, {oc.channels} ch, {oc.input_size} px)"] = other
+        others[f"{path} ({describe(other.model.cfg)})"] = other
     fps = rounds_of({name: detector, f"{name}, eager": eager, f"{name}, unfolded": unfolded, **others,
                      "dlib 68-point shape predictor": pr.Dlib("landmarks")}, data, a.rounds)
     dlib = fps["dlib 68-point shape predictor"]
