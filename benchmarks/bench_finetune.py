@@ -9,6 +9,12 @@ Prints figures; asserts nothing.
     ./study run python -m benchmarks.bench_finetune --profile cpu --out results/cpu/finetune_recipes
     ./study run python -m benchmarks.bench_finetune --profile cpu --variants "the profile's recipe" \
         "600 steps" "1200 steps" --sets synthetic_two_stage fewshot --out results/cpu/finetune_steps
+    ./study run python -m benchmarks.bench_finetune --profile cpu --variants "the profile's recipe" --alone \
+        --sets fewshot geometric_style synthetic_two_stage --shape-transfer 0.5 1.0 --out results/cpu/finetune_alone
+
+``--alone`` fine-tunes on each set by itself, without the few real domain faces every method of notebook 05
+gets, so it shows what a set teaches of the domain on its own. ``--shape-transfer`` adds a set built like the
+Face of Art baseline's, but with each face warped toward one of the few real domain faces' shapes.
 
 The batch mix is the one the profile's run chose (``results/<profile>/detector_mix.csv``) unless
 a variant sets its own. The figures are the plain fine-tunes' (notebook 05 then interpolates each
@@ -24,6 +30,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -37,6 +44,7 @@ from lib.detector import training as tr
 from lib.detector.finetune import finetune, validation_nme
 from lib.detector.model import load_detector, predict_crops
 from lib.detector.network import NetworkConfig
+from lib.generator import synthesis as syn
 
 from .bench_generator import with_settings, write_table
 
@@ -86,6 +94,18 @@ def chosen_mix(profile: str) -> dict:
     return json.loads(table.loc[table["chosen"], "mix"].iloc[0])
 
 
+def shape_transfer_set(train_samples: list[ds.Sample], fewshot: list[ds.Sample], gs: dict, weight: tuple,
+                       work: Path, errors: list) -> Path:
+    """The Face of Art set's recipe (``detector.finetune.geometric_style``: its styles, faces per style and
+    seed) with each face warped toward one of the few real domain faces' shapes instead of exaggerated
+    (``synthesis.restyle(domain_shapes=...)``), written to ``work/shape_transfer_<w0>_<w1>`` once."""
+    out = work / f"shape_transfer_{weight[0]:g}_{weight[1]:g}"
+    if not (out / "manifest.csv").is_file():
+        syn.restyle(train_samples, gs["styles"], gs["per_style"], out, gs.get("seed", 0), strength=weight,
+                    errors=errors, domain_shapes=np.array([s.landmarks for s in fewshot]))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -97,6 +117,13 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true",
                     help="keep the runs already in --work: each resumes, so a finished one is only scored again")
     ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    ap.add_argument("--alone", action="store_true",
+                    help="each set by itself: without the few real domain faces and without a batch mix (what a set "
+                         "teaches of the domain on its own; `fewshot` is then those few faces alone)")
+    ap.add_argument("--shape-transfer", nargs=2, type=float, metavar=("W0", "W1"), default=None,
+                    help="add the set `shape_transfer`: the Face of Art set's faces and styles, each warped toward one "
+                         "of the few real domain faces' shapes (styles.shape_transfer, weight in [W0, W1]) instead of "
+                         "exaggerated; built in --work")
     args = ap.parse_args(argv)
 
     detector = pipeline.load_params(args.profile)["detector"]
@@ -118,20 +145,25 @@ def main(argv=None) -> int:
     unknown = sorted(set(set_names) - set(ft["sets"]))
     if unknown:
         raise SystemExit(f"--sets: {unknown} are not fine-tune sets of profile {args.profile} ({sorted(ft['sets'])})")
+    folders = {name: generated / ft["sets"][name] if ft["sets"][name] else None for name in set_names}
+    if args.shape_transfer:
+        folders["shape_transfer"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
+                                                       tuple(args.shape_transfer), Path(args.work), errors)
     # as notebook 05 builds them: the set's faces (none for `fewshot`) plus the few real domain faces
-    sets = {name: (ds.read_dataset(generated / ft["sets"][name], "synthetic", errors) if ft["sets"][name] else [])
-            + fewshot for name in set_names}
+    sets = {name: (ds.read_dataset(folder, "synthetic", errors) if folder else [])
+            + ([] if args.alone and folder else fewshot) for name, folder in folders.items()}
     pools = {"fewshot": fewshot, "real": train_samples}
     real_faces, domain_faces = tr.FaceSet(val_samples, errors), tr.FaceSet(domain_val, errors)
     for e in errors:
         print("skipped:", e)
     torch.set_num_threads(ft["train"].get("threads") or torch.get_num_threads())
     mcfg = NetworkConfig(**detector["model"])
-    mix = chosen_mix(args.profile)
+    mix = {} if args.alone else chosen_mix(args.profile)
     start_real, start_domain = validation_nme(init, real_faces), validation_nme(init, domain_faces)
     print(", ".join(f"{name}: {len(faces)} faces" for name, faces in sets.items())
-          + f" (with the {len(fewshot)} few-shot faces), batch mix {mix}; "
-          f"real-only detector: {start_real:.2f}% on {len(real_faces)} real validation faces, {start_domain:.2f}% on "
+          + (" (alone: without the few-shot faces but for `fewshot`, no batch mix); " if args.alone else
+             f" (with the {len(fewshot)} few-shot faces), batch mix {mix}; ")
+          + f"real-only detector: {start_real:.2f}% on {len(real_faces)} real validation faces, {start_domain:.2f}% on "
           f"{len(domain_faces)} domain validation faces", flush=True)
 
     rows = []
@@ -163,12 +195,14 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), flush=True)
 
     table = pd.DataFrame(rows)
+    how = ("each set alone (without the few real domain faces, no batch mix)" if args.alone else
+           f"the sets named with the few real domain faces, batch mix {json.dumps(mix, sort_keys=True)}")
     head = (f"Fine-tune recipes ({args.profile} profile; the profile's {ft['train']['steps']} steps, "
             f"fine-tune lr {ft['train']['lr']:g} and freeze_norm_stats {ft['train'].get('freeze_norm_stats', False)} "
             f"where a variant does not set them, "
             f"{torch.get_num_threads()} threads), from the real-only detector ({start_real:.2f}% on the "
             f"{len(real_faces)} real validation faces, {start_domain:.2f}% on the {len(domain_faces)} domain "
-            f"validation faces), on the sets named with the few real domain faces, batch mix {json.dumps(mix, sort_keys=True)}; "
+            f"validation faces), on {how}; "
             f"NME (inter-ocular, %, landmark box) of the kept weights, the mean over seeds {seeds} (kept steps: chosen "
             f"on the real validation faces and the set's held-out part, as in notebook 05; last weights: the final "
             f"EMA weights, no selection); change: "

@@ -15,7 +15,8 @@ cycling through the stage-2 styles, the same seeds) and is scored by
 Variants (``VARIANTS``): plain guidance at several scales; guidance rescaled to the conditional
 prediction's spread (diffusers' ``rescale_noise_cfg``, Lin et al. 2024); guidance applied only above
 a timestep (the interval of Kynkaanniemi et al. 2024: the unguided model draws the last, fine steps);
-more DDIM steps. The options are ``LandmarkPipeline``'s (``guidance_rescale``, ``guidance_min_timestep``),
+more DDIM steps. Every figure comes with its 95% bootstrap interval over the items, so ``--faces`` sets how finely
+a variant is measured (the profile's guidance sweep draws 110). The options are ``LandmarkPipeline``'s (``guidance_rescale``, ``guidance_min_timestep``),
 drawn through ``lib.generator.diffusion.generate`` as synthesis draws.
 
 The bench also prints each judge's own cost of the styles: its NME on the real validation faces as they
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,6 +39,7 @@ from lib import pipeline
 from lib.data import datasets as ds
 from lib.detector.model import Detector
 from lib.evaluation import predictors as pr
+from lib.evaluation.statistics import bootstrap_ci
 from lib.evaluation import style_classifier as sc
 from lib.generator import diffusion as dm
 from lib.generator import synthesis as syn
@@ -48,6 +51,7 @@ from .bench_generator import write_table
 # steps (DDIM)
 VARIANTS = {
     "plain 3": (3.0, {}),
+    "plain 3.5": (3.5, {}),
     "plain 4": (4.0, {}),
     "plain 5": (5.0, {}),
     "rescaled 0.7, 5": (5.0, {"guidance_rescale": 0.7}),
@@ -78,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--faces", type=int, default=220, help="sweep items per variant")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     ap.add_argument("--out", default=None, help="table path prefix (default: print only)")
+    ap.add_argument("--generator", default=None,
+                    help="a generator folder to draw with (default: the profile's two-stage generator)")
+    ap.add_argument("--no-style-cost", action="store_true", help="skip each judge's own cost of the filter styles")
     args = ap.parse_args(argv)
     params = pipeline.load_params(args.profile)
     synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
@@ -89,7 +96,8 @@ def main(argv=None) -> int:
     on_real = {name: float(syn.judge_nme(j, val.images, val.points).mean()) for name, j in judges.items()}
     items = syn.sweep_items(val.points, list(clf.classes), args.faces, res, synthesis["seed"],
                             synthesis["edits_per_face"], synthesis["edits"], synthesis["exaggeration"])
-    pipe = dm.load_generator(models / synthesis["generators"]["two_stage"])
+    generator = Path(args.generator) if args.generator else models / synthesis["generators"]["two_stage"]
+    pipe = dm.load_generator(generator)
     points = np.array([it["points"] for it in items])
     wanted = np.array([it["style"] for it in items])
     rows = []
@@ -103,17 +111,24 @@ def main(argv=None) -> int:
         row = {"variant": name, "guidance": guidance, "steps": opts["steps"],
                "seconds": round(time.perf_counter() - t0, 1)}
         for judge, j in judges.items():
-            nme = float(syn.judge_nme(j, faces, points).mean())
+            per_face = syn.judge_nme(j, faces, points)
+            nme = float(per_face.mean())
             row[f"{judge} NME (%)"] = round(nme, 2)
             row[f"{judge} x real"] = round(nme / on_real[judge], 2)
-        row["style accuracy (%)"] = round(float(np.mean(np.array(clf.predict(list(faces))) == wanted)) * 100, 1)
+            row[f"{judge} x real, 95% CI"] = "[{:.2f}, {:.2f}]".format(*(v / on_real[judge] for v in bootstrap_ci(per_face)))
+        hit = (np.array(clf.predict(list(faces))) == wanted).astype(float) * 100
+        row["style accuracy (%)"] = round(float(hit.mean()), 1)
+        row["style, 95% CI"] = "[{:.1f}, {:.1f}]".format(*bootstrap_ci(hit))
         print(json.dumps(row), flush=True)
         rows.append(row)
-    head = (f"{args.profile} profile, two-stage generator, {len(items)} validation sweep items (edited), "
+    head = (f"{args.profile} profile, {'two-stage generator' if not args.generator else args.generator}, "
+            f"{len(items)} validation sweep items (edited), "
             f"{synthesis['mixed_precision']} sampling. On the {len(val)} real validation faces: dlib "
             f"{on_real['dlib']:.2f}%, real only {on_real['real only']:.2f}%. Style judge {clf_acc * 100:.1f}% on "
             f"held-out stage-2 faces, chance {100 / len(clf.classes):.1f}%.")
     write_table(pd.DataFrame(rows), head, args.out)
+    if args.no_style_cost:
+        return 0
     cost = pd.DataFrame(style_cost(judges, samples, params["diffusion"]["multidomain"]["filter_styles"], res))
     cost.loc[len(cost)] = {"style": "mean", **{k: round(float(cost[k].mean()), 2) for k in judges}}
     write_table(cost, f"Each judge's NME (%) on the {len(val)} real validation faces restyled by each filter "

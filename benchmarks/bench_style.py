@@ -10,6 +10,9 @@ trained on the stage-2 set). Every variant is also drawn at the guidance scales 
 whether guidance changes what is drawn.
 
     ./study run python -m benchmarks.bench_style --profile cpu --stage2-minutes 6 --out results/cpu/generator_style
+
+``--init stage2`` starts from the profile's trained two-stage generator instead: a longer stage 2. ``--guidance``
+with no value skips the drawing (the model stays in ``--work`` for ``bench_guidance --generator``).
 """
 from __future__ import annotations
 
@@ -54,6 +57,10 @@ def main(argv=None) -> int:
     ap.add_argument("--faces", type=int, default=110, help="generated faces per variant and guidance scale")
     ap.add_argument("--guidance", type=float, nargs="*", default=[1.0, 3.0, 6.0])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
+    ap.add_argument("--init", choices=["stage1", "stage2"], default="stage1",
+                    help="what stage 2 starts from: the profile's stage-1 generator, or its trained two-stage "
+                         "generator (stage 2's learning rate is constant, so this is a longer stage 2 than the "
+                         "profile's, less the optimiser's and the average's history)")
     ap.add_argument("--work", default="/tmp/bench_style", help="scratch folder for the models")
     ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
     args = ap.parse_args(argv)
@@ -89,7 +96,7 @@ def main(argv=None) -> int:
         vwork = work / name.replace(" ", "_").replace(".", "")
         shutil.rmtree(vwork, ignore_errors=True)
         vwork.mkdir(parents=True)
-        (vwork / "stage1").symlink_to((models / "stage1").resolve())
+        (vwork / "stage1").symlink_to((models / args.init).resolve())
         t0 = time.time()
         trained = train_for("stage2", d, args.stage2_minutes, data_dir, generated, vwork)
         pipe = dm.load_generator(vwork / "stage2")
@@ -109,7 +116,8 @@ def main(argv=None) -> int:
         print(f"{name}: {(time.time() - t0) / 60:.1f} min with its drawings", flush=True)
 
     table = pd.DataFrame(rows)
-    head = (f"Stage 2 from the profile's stage 1 at equal CPU time: {args.stage2_minutes} min per variant; "
+    start = "stage 1" if args.init == "stage1" else "two-stage generator (stage 2 continued)"
+    head = (f"Stage 2 from the profile's {start} at equal CPU time: {args.stage2_minutes} min per variant; "
             f"{args.faces} faces for validation landmarks (half edited) per guidance scale, prompts cycling through "
             f"the {len(styles)} stage-2 styles (chance {100 / len(styles):.1f}%). Judge: dlib (landmark box) at "
             f"{res} px, {real:.2f}% NME on the real validation faces; style classifier {clf_acc * 100:.1f}% on "

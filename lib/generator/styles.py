@@ -457,9 +457,27 @@ def exaggerate(points: np.ndarray, mean_shape: np.ndarray, rng: np.random.Genera
             k[idx] = rng.uniform(*strength)
     else:
         k = rng.uniform(*strength)
-    q = p + k * (p - aligned)
-    (c0, size0), (c1, size1) = _box(p), _box(q)
-    return (q - c1) * (size0 / size1) + c0
+    return _keep_box(p, p + k * (p - aligned))
+
+
+def _keep_box(reference: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """`moved` rescaled isotropically about its box centre onto the centre and size of `reference`'s box."""
+    (c0, size0), (c1, size1) = _box(reference), _box(moved)
+    return (moved - c1) * (size0 / size1) + c0
+
+
+def shape_transfer(points: np.ndarray, shapes: np.ndarray, rng: np.random.Generator,
+                   weight: tuple[float, float] = (0.5, 1.0)) -> np.ndarray:
+    """Give a face another face's geometry: one of `shapes` (K, 68, 2), e.g. the few real
+    faces of a domain, drawn at random, aligned onto `points` by a similarity transform, and
+    each landmark moved toward it, p + w (aligned - p), w ~ U(weight) (1: that face's shape;
+    above 1: beyond it); then rescaled as ``exaggerate`` does, so the box keeps its centre and size."""
+    p = np.asarray(points, np.float64)
+    shapes = np.asarray(shapes, np.float64)
+    if shapes.ndim != 3 or shapes.shape[1:] != p.shape or not len(shapes):
+        raise ValueError(f"shapes {shapes.shape}: expected (K, {len(p)}, 2) landmark sets like points {p.shape}")
+    aligned = _align_similarity(shapes[rng.integers(len(shapes))], p)
+    return _keep_box(p, p + rng.uniform(*weight) * (aligned - p))
 
 
 def geometric_style_transfer(image: np.ndarray, points: np.ndarray, mean_shape: np.ndarray, style: str,

@@ -276,11 +276,16 @@ def choose_strength(table: pd.DataFrame, reference_nme: float, max_ratio: float)
 
 def restyle(samples: list[ds.Sample], styles: list[str], per_style: int, out: str | Path, seed: int = 0,
             mean_shape: np.ndarray | None = None, strength: tuple[float, float] = (0.3, 0.8),
-            errors: list | None = None) -> list[dict]:
+            errors: list | None = None, domain_shapes: np.ndarray | None = None) -> list[dict]:
     """Real faces re-rendered in each style by ``lib/styles.py`` (distinct faces per style,
     chosen by seed). With `mean_shape`, the face geometry is also exaggerated by a
-    thin-plate spline first (the Face of Art baseline) and the landmarks move with it."""
+    thin-plate spline first (the Face of Art baseline) and the landmarks move with it.
+    With `domain_shapes` instead (e.g. the landmarks of the few real caricatures), the face is
+    warped toward one of those shapes (``styles.shape_transfer``, weight drawn from `strength`)."""
+    if mean_shape is not None and domain_shapes is not None:
+        raise ValueError("restyle: give mean_shape (exaggeration) or domain_shapes (shape transfer), not both")
     out = Path(out)
+    tag = "tps_exaggeration" if mean_shape is not None else "tps_shape_transfer" if domain_shapes is not None else ""
     rows = []
     order = np.random.default_rng(seed).permutation(len(samples))
     for s_i, style in enumerate(styles):
@@ -288,7 +293,7 @@ def restyle(samples: list[ds.Sample], styles: list[str], per_style: int, out: st
             i = s_i * per_style + j
             s = samples[order[i % len(samples)]]
             row = {"image": f"{slug(style)}/{i:06d}.jpg", "style": style, "prompt": st.style_prompt(style),
-                   "edits": "tps_exaggeration" if mean_shape is not None else "", "seed": seed * 1_000_000 + i,
+                   "edits": tag, "seed": seed * 1_000_000 + i,
                    "source": s.meta.get("id", s.name)}
             if not _done(out, row["image"]):
                 try:
@@ -301,6 +306,9 @@ def restyle(samples: list[ds.Sample], styles: list[str], per_style: int, out: st
                 rng = np.random.default_rng([seed, i])
                 if mean_shape is not None:
                     img, pts = st.geometric_style_transfer(img, s.landmarks, mean_shape, style, rng, strength)
+                elif domain_shapes is not None:
+                    pts = st.shape_transfer(s.landmarks, domain_shapes, rng, strength)
+                    img = st.stylise(st.tps_warp(img, s.landmarks, pts), style, rng)
                 else:
                     img, pts = st.stylise(img, style, rng), s.landmarks
                 ds.save_image(out / row["image"], img)

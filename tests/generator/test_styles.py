@@ -179,6 +179,31 @@ def test_exaggerate_moves_away_from_the_mean_and_keeps_the_box(seed):
     assert np.hypot(*(centre(out) - centre(pts))) < 1.0
 
 
+def test_shape_transfer_takes_the_other_face_s_shape_and_keeps_the_box():
+    pts, other = _face(7, 128).landmarks, _face(8, 128).landmarks
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(st.shape_transfer(pts, other[None], rng, weight=(0.0, 0.0)), pts, atol=1e-9)
+    out = st.shape_transfer(pts, other[None], rng, weight=(1.0, 1.0))
+
+    def residual(p, shape):  # distance to `shape` up to a similarity transform, in box sizes
+        return np.linalg.norm(p - st._align_similarity(shape, p), axis=1).mean() / np.sqrt(np.ptp(p, 0).prod())
+
+    assert residual(pts, other) > 0.01
+    assert residual(out, other) < 1e-6  # weight 1: the other face's shape, up to position, scale and rotation
+    size = lambda p: np.sqrt(np.ptp(p, 0).prod())  # noqa: E731
+    centre = lambda p: (p.min(0) + p.max(0)) / 2  # noqa: E731
+    assert abs(size(out) / size(pts) - 1) < 1e-9 and np.hypot(*(centre(out) - centre(pts))) < 1e-9
+    half = st.shape_transfer(pts, other[None], np.random.default_rng(0), weight=(0.5, 0.5))
+    assert residual(out, other) < residual(half, other) < residual(pts, other)
+    shapes = np.stack([other, _face(9, 128).landmarks])
+    a = st.shape_transfer(pts, shapes, np.random.default_rng(3))
+    assert np.array_equal(a, st.shape_transfer(pts, shapes, np.random.default_rng(3)))  # the generator decides
+    with pytest.raises(ValueError, match="expected"):
+        st.shape_transfer(pts, other, rng)  # one shape without the leading K axis
+    with pytest.raises(ValueError, match="expected"):
+        st.shape_transfer(pts, other[None, :30], rng)
+
+
 def test_geometric_style_transfer():
     face = _face(5, 128)
     img, pts = st.geometric_style_transfer(face.image, face.landmarks, _mean_shape(128), "engraving",

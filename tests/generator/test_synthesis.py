@@ -10,6 +10,7 @@ from lib.generator import autoencoder as ae
 from lib.data import datasets as ds
 from lib.generator import diffusion as dm
 from lib.generator import edits
+from lib.generator import styles as st
 from lib.generator import synthesis as syn
 from lib.data.procedural import render_face
 
@@ -66,7 +67,7 @@ def test_synthesise_writes_300w_layout_with_manifest_and_resumes(tmp_path, train
     assert grid.shape == (2 * RES, 4 * 2 * RES, 3)
 
 
-def test_restyle_keeps_landmarks_and_geometric_transfer_moves_them(tmp_path):
+def test_restyle_keeps_landmarks_and_geometric_and_shape_transfer_move_them(tmp_path):
     faces = [render_face(i, "photo", 64) for i in range(3)]
     samples = []
     for i, f in enumerate(faces):
@@ -84,6 +85,16 @@ def test_restyle_keeps_landmarks_and_geometric_transfer_moves_them(tmp_path):
     out = {s.meta["image"]: s for s in ds.read_dataset(tmp_path / "foa", "synthetic")}
     assert all(r["edits"] == "tps_exaggeration" for r in rows)
     assert all(not np.allclose(out[r["image"]].landmarks, src[r["source"]].landmarks, atol=0.5) for r in rows)
+    shapes = np.array([render_face(9, "caricature", 64).landmarks])  # a domain's few real faces
+    rows = syn.restyle(samples, ["cartoon"], 2, tmp_path / "shapes", domain_shapes=shapes, strength=(1.0, 1.0))
+    out = {s.meta["image"]: s for s in ds.read_dataset(tmp_path / "shapes", "synthetic")}
+    assert all(r["edits"] == "tps_shape_transfer" for r in rows)
+    for r in rows:
+        moved = out[r["image"]].landmarks
+        assert not np.allclose(moved, src[r["source"]].landmarks, atol=0.5)
+        assert np.abs(moved - st._align_similarity(shapes[0], moved)).max() < 0.05  # the domain face's shape
+    with pytest.raises(ValueError, match="not both"):
+        syn.restyle(samples, ["cartoon"], 2, tmp_path / "both", mean_shape=mean, domain_shapes=shapes)
 
 
 def _concat_generator(tmp_path, images, names):
