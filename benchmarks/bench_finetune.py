@@ -61,6 +61,10 @@ VARIANTS = {
     "1200 steps": {"steps": 1200},
     # the real-only detector's augmentation since 23a4d7d (README, "The detector's training recipe")
     "lighter augmentation": {"augment.rotate": 18.0, "augment.occlusion": 0.1, "augment.blur": 0.1},
+    # batch mixes with a larger share of real training photos (the set's own faces fill the rest of each batch)
+    "mix fewshot 0.25, real 0.5": {"mix": {"fewshot": 0.25, "real": 0.5}},
+    "mix fewshot 0.375, real 0.375": {"mix": {"fewshot": 0.375, "real": 0.375}},
+    "mix fewshot 0.5, real 0.375": {"mix": {"fewshot": 0.5, "real": 0.375}},
 }
 
 
