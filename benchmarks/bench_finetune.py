@@ -44,6 +44,7 @@ from lib.detector import training as tr
 from lib.detector.finetune import finetune, validation_nme
 from lib.detector.model import load_detector, predict_crops
 from lib.detector.network import NetworkConfig
+from lib.generator import styles as st
 from lib.generator import synthesis as syn
 
 from .bench_generator import with_settings, write_table
@@ -99,14 +100,20 @@ def chosen_mix(profile: str) -> dict:
 
 
 def shape_transfer_set(train_samples: list[ds.Sample], fewshot: list[ds.Sample], gs: dict, weight: tuple,
-                       work: Path, errors: list) -> Path:
+                       work: Path, errors: list, shape_model: int = 0) -> Path:
     """The Face of Art set's recipe (``detector.finetune.geometric_style``: its styles, faces per style and
     seed) with each face warped toward one of the few real domain faces' shapes instead of exaggerated
-    (``synthesis.restyle(domain_shapes=...)``), written to ``work/shape_transfer_<w0>_<w1>`` once."""
-    out = work / f"shape_transfer_{weight[0]:g}_{weight[1]:g}"
+    (``synthesis.restyle(domain_shapes=...)``), written to ``work/shape_transfer_<w0>_<w1>`` once. With
+    `shape_model` > 0, toward one of that many shapes drawn from a shape model of the few faces
+    (``styles.sample_shapes``), into ``work/shape_model_<w0>_<w1>``."""
+    shapes = np.array([s.landmarks for s in fewshot])
+    name = "shape_model" if shape_model else "shape_transfer"
+    out = work / f"{name}_{weight[0]:g}_{weight[1]:g}"
+    if shape_model:
+        shapes = st.sample_shapes(shapes, shape_model, np.random.default_rng(gs.get("seed", 0)))
     if not (out / "manifest.csv").is_file():
         syn.restyle(train_samples, gs["styles"], gs["per_style"], out, gs.get("seed", 0), strength=weight,
-                    errors=errors, domain_shapes=np.array([s.landmarks for s in fewshot]))
+                    errors=errors, domain_shapes=shapes)
     return out
 
 
@@ -128,6 +135,10 @@ def main(argv=None) -> int:
                     help="add the set `shape_transfer`: the Face of Art set's faces and styles, each warped toward one "
                          "of the few real domain faces' shapes (styles.shape_transfer, weight in [W0, W1]) instead of "
                          "exaggerated; built in --work")
+    ap.add_argument("--shape-model", type=int, default=0, metavar="N",
+                    help="with --shape-transfer, also the set `shape_model`: the same, but each face warped toward one "
+                         "of N shapes drawn from a shape model of the few real domain faces (styles.sample_shapes), "
+                         "so its shapes go beyond those few")
     args = ap.parse_args(argv)
 
     detector = pipeline.load_params(args.profile)["detector"]
@@ -153,6 +164,12 @@ def main(argv=None) -> int:
     if args.shape_transfer:
         folders["shape_transfer"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
                                                        tuple(args.shape_transfer), Path(args.work), errors)
+        if args.shape_model:
+            folders["shape_model"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
+                                                        tuple(args.shape_transfer), Path(args.work), errors,
+                                                        args.shape_model)
+    elif args.shape_model:
+        raise SystemExit("--shape-model needs --shape-transfer W0 W1 (the warp weights)")
     # as notebook 05 builds them: the set's faces (none for `fewshot`) plus the few real domain faces
     sets = {name: (ds.read_dataset(folder, "synthetic", errors) if folder else [])
             + ([] if args.alone and folder else fewshot) for name, folder in folders.items()}

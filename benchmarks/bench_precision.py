@@ -8,7 +8,8 @@ time budget). Three parts, in one run on one machine, so the speed-ups are ratio
 2. **Training** (``--parts training``): stage 1 trained ``--steps`` steps twice from the same seed (the same
    batches, noise and timesteps), float32 and bf16; the paired per-step differences of the training loss and
    of the consistency term.
-3. **Sampling**: the profile's trained two-stage generator (``models/<profile>/stage2``) draws the guidance
+3. **Compile** (``--parts compile``): the diffusion training step under bf16, eager against ``torch.compile``.
+4. **Sampling**: the profile's trained two-stage generator (``models/<profile>/stage2``) draws the guidance
    sweep's validation items at the profile's guidance in float32 and in bf16; alignment NME (dlib, landmark
    box) and style accuracy of each, and the mean absolute pixel difference between the two sets.
 
@@ -44,22 +45,29 @@ def _timed(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def speed(params: dict, models: Path) -> list[dict]:
+def _generator_inputs(diffusion: dict, models: Path):
+    """The profile's diffusion model (untrained UNet, trained autoencoder), its critic and one batch
+    of stage-1 inputs: (components, network, critic, points (32, 68, 2), latents, t, text, condition)."""
     torch.manual_seed(0)
-    diffusion = params["diffusion"]
     c = dm.build_components(diffusion["model"], models / "autoencoder")
     f = dm.vae_scale_factor(c.vae)
     net = dm.LandmarkDiffusion(c.unet, c.controlnet, f)
     critic = Critic(stages.critic_dir(models))
     res = diffusion["model"]["resolution"]
-    det = build_network(NetworkConfig(**params["detector"]["model"]))
-    rng = np.random.default_rng(0)
     b = diffusion["stage1"]["batch_size"]
-    points = (rng.random((32, 68, 2)) * res * 0.6 + res * 0.2).astype(np.float32)
+    points = (np.random.default_rng(0).random((32, 68, 2)) * res * 0.6 + res * 0.2).astype(np.float32)
     latents = torch.randn(b, c.vae.config.latent_channels, res // f, res // f)
     cond = dm.condition_tensor(points[:b], res, c.conditioning)
     text = torch.randn(b, diffusion["model"]["max_prompt_tokens"], c.text_encoder.config.hidden_size)
     t = torch.randint(0, 1000, (b,))
+    return c, net, critic, points, latents, t, text, cond
+
+
+def speed(params: dict, models: Path) -> list[dict]:
+    diffusion = params["diffusion"]
+    c, net, critic, points, latents, t, text, cond = _generator_inputs(diffusion, models)
+    res, b = diffusion["model"]["resolution"], len(latents)
+    det = build_network(NetworkConfig(**params["detector"]["model"]))
     images = torch.rand(diffusion["autoencoder_train"]["batch_size"], 3, res, res) * 2 - 1
     crops = torch.randn(params["detector"]["train"]["batch_size"], 3, det.cfg.input_size, det.cfg.input_size)
     opt = torch.optim.AdamW([*net.parameters(), *c.vae.parameters(), *det.parameters()], 1e-5)
@@ -101,6 +109,40 @@ def speed(params: dict, models: Path) -> list[dict]:
         row["speed-up"] = round(row["float32 (s)"] / row["bf16 (s)"], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    return rows
+
+
+def compiled(params: dict, models: Path, rounds: int = 3, n: int = 8) -> list[dict]:
+    """Seconds per training step of the diffusion model as the stages train it under bf16 (UNet, then every
+    estimate decoded and read by the critic), eagerly and through ``torch.compile`` (the network; the network
+    and the decoder), each after its own warm-up, whose seconds (compiling included) are reported too; the
+    fastest of `rounds` rounds of `n` steps is kept."""
+    diffusion = params["diffusion"]
+    rows = []
+    for name in ("eager", "torch.compile: network", "torch.compile: network and decoder"):
+        torch._dynamo.reset()
+        c, net, critic, points, latents, t, text, cond = _generator_inputs(diffusion, models)
+        c.vae.requires_grad_(False)
+        opt = torch.optim.AdamW(net.parameters(), 1e-5)
+        run = torch.compile(net) if name != "eager" else net
+        decode = torch.compile(c.vae.decode) if name.endswith("decoder") else c.vae.decode
+
+        def step():
+            with dm.autocast("bf16"):
+                pred = run(latents, t, text, cond).float()
+                faces = decode(pred / c.vae.config.scaling_factor).sample.float().clamp(-1, 1)
+                loss = pred.pow(2).mean() + critic.loss(faces, points[: len(latents)])
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        warm = _timed(step, 2) * 2
+        row = {"diffusion step (bf16)": name, "warm-up, 2 steps (s)": round(warm, 1),
+               "s per step": round(min(_timed(step, n) for _ in range(rounds)), 3)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for r in rows:
+        r["speed-up"] = round(rows[0]["s per step"] / r["s per step"], 2)
     return rows
 
 
@@ -201,6 +243,9 @@ def main(argv=None) -> int:
     if "speed" in args.parts:
         write_table(pd.DataFrame(speed(params, models)), f"Speed, float32 against bf16 autocast. {head}",
                     args.out and f"{args.out}_speed")
+    if "compile" in args.parts:
+        write_table(pd.DataFrame(compiled(params, models)), f"Diffusion training step, eager against torch.compile. {head}",
+                    args.out and f"{args.out}_compile")
     if "training" in args.parts:
         write_table(pd.DataFrame(training(args.profile, args.steps, Path(args.work))),
                     f"Stage 1 trained {args.steps} steps from the same seed in each precision. {head}",

@@ -480,6 +480,25 @@ def shape_transfer(points: np.ndarray, shapes: np.ndarray, rng: np.random.Genera
     return _keep_box(p, p + rng.uniform(*weight) * (aligned - p))
 
 
+def sample_shapes(shapes: np.ndarray, n: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """`n` new shapes from a shape model of `shapes` (K, 68, 2), e.g. the few real faces of a domain:
+    the shapes aligned by generalised Procrustes (similarity, onto their mean), and new ones drawn
+    from the Gaussian of their deviations from that mean, in the span of the K shapes, with its
+    spread times `scale` (1: the few shapes' own spread; 0: their mean shape). They differ from
+    every one of the K shapes while keeping what they share (``shape_transfer`` takes them).
+    Returned in the frame of the aligned mean (n, 68, 2)."""
+    shapes = np.asarray(shapes, np.float64)
+    if shapes.ndim != 3 or shapes.shape[2] != 2 or len(shapes) < 2:
+        raise ValueError(f"shapes {shapes.shape}: expected (K, N, 2) landmark sets, K >= 2")
+    mean = shapes[0]
+    for _ in range(5):  # generalised Procrustes: align every shape onto the running mean
+        aligned = np.stack([_align_similarity(s, mean) for s in shapes])
+        mean = _align_similarity(aligned.mean(0), shapes[0])
+    deviations = (aligned - aligned.mean(0)).reshape(len(shapes), -1) / np.sqrt(len(shapes) - 1)
+    z = rng.standard_normal((n, len(shapes)))
+    return (aligned.mean(0).reshape(-1) + scale * z @ deviations).reshape(n, *shapes.shape[1:])
+
+
 def geometric_style_transfer(image: np.ndarray, points: np.ndarray, mean_shape: np.ndarray, style: str,
                              rng: np.random.Generator, strength: tuple[float, float] = (0.3, 0.8)
                              ) -> tuple[np.ndarray, np.ndarray]:

@@ -179,6 +179,29 @@ def test_exaggerate_moves_away_from_the_mean_and_keeps_the_box(seed):
     assert np.hypot(*(centre(out) - centre(pts))) < 1.0
 
 
+def test_sample_shapes_draws_new_shapes_with_the_few_shapes_spread():
+    shapes = np.stack([_face(k, 128).landmarks for k in range(10, 16)])
+
+    def residual(p, shape):  # distance to `shape` up to a similarity transform, in box sizes
+        return np.linalg.norm(p - st._align_similarity(shape, p), axis=1).mean() / np.sqrt(np.ptp(p, 0).prod())
+
+    mean = st.sample_shapes(shapes, 3, np.random.default_rng(0), scale=0.0)
+    assert np.allclose(mean, mean[0])  # scale 0: the aligned mean shape, every time
+    drawn = st.sample_shapes(shapes, 4000, np.random.default_rng(1))
+    assert drawn.shape == (4000, *shapes.shape[1:])
+    assert np.array_equal(drawn[:5], st.sample_shapes(shapes, 5, np.random.default_rng(1)))  # the generator decides
+    # the draws spread about the mean as the few shapes do (up to the sampling error of 4,000 draws) ...
+    spread = lambda a, m: np.mean([residual(x, m) for x in a])  # noqa: E731
+    own = spread(shapes, mean[0])
+    assert 0.8 * own < spread(drawn[:400], mean[0]) < 1.25 * own
+    half = st.sample_shapes(shapes, 400, np.random.default_rng(1), scale=0.5)
+    assert 0.4 * own < spread(half, mean[0]) < 0.6 * own
+    # ... and are new: none is one of the few shapes
+    assert min(residual(d, s) for d in drawn[:50] for s in shapes) > 1e-3
+    with pytest.raises(ValueError, match="K >= 2"):
+        st.sample_shapes(shapes[:1], 3, np.random.default_rng(0))
+
+
 def test_shape_transfer_takes_the_other_face_s_shape_and_keeps_the_box():
     pts, other = _face(7, 128).landmarks, _face(8, 128).landmarks
     rng = np.random.default_rng(0)
