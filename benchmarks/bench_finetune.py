@@ -117,6 +117,25 @@ def shape_transfer_set(train_samples: list[ds.Sample], fewshot: list[ds.Sample],
     return out
 
 
+def larger_synthetic_set(profile: str, per_style: int, work: Path) -> Path:
+    """The two-stage synthetic set drawn as notebook 04 draws it (the profile's styles, edits, seed, sampler and
+    precision; the guidance its run chose, ``guidance.csv``), but with `per_style` faces per style, into
+    ``work/drawn/synthetic_two_stage_x<per_style>``; faces already there are kept."""
+    from lib.generator import diffusion as dm
+    params = pipeline.load_params(profile)
+    synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
+    table = pd.read_csv(pipeline.results_dir(profile) / "guidance.csv")
+    guidance = float(table.loc[table["chosen"], "guidance"].iloc[0])
+    train = dm.PairSet(ds.read_dataset(pipeline.data_dir(profile) / "crops" / "train", "300w"), res)
+    items = syn.plan(train.points, synthesis["styles"], per_style, res, synthesis["seed"], synthesis["edits_per_face"],
+                     synthesis["edits"], synthesis["exaggeration"])
+    out = work / "drawn" / f"synthetic_two_stage_x{per_style}"
+    pipe = dm.load_generator(pipeline.ROOT / "models" / profile / synthesis["generators"]["two_stage"])
+    syn.synthesise(pipe, items, out, res, synthesis["steps"], guidance, synthesis["batch_size"], progress=False,
+                   mixed_precision=synthesis["mixed_precision"])
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -135,6 +154,9 @@ def main(argv=None) -> int:
                     help="add the set `shape_transfer`: the Face of Art set's faces and styles, each warped toward one "
                          "of the few real domain faces' shapes (styles.shape_transfer, weight in [W0, W1]) instead of "
                          "exaggerated; built in --work")
+    ap.add_argument("--per-style", type=int, default=0, metavar="K",
+                    help="add the set `synthetic_two_stage_x<K>`: the two-stage set drawn anew as notebook 04 draws it, "
+                         "with K faces per style instead of the profile's per_style; drawn into --work")
     ap.add_argument("--shape-model", type=int, default=0, metavar="N",
                     help="with --shape-transfer, also the set `shape_model`: the same, but each face warped toward one "
                          "of N shapes drawn from a shape model of the few real domain faces (styles.sample_shapes), "
@@ -161,6 +183,8 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"--sets: {unknown} are not fine-tune sets of profile {args.profile} ({sorted(ft['sets'])})")
     folders = {name: generated / ft["sets"][name] if ft["sets"][name] else None for name in set_names}
+    if args.shape_model and not args.shape_transfer:
+        raise SystemExit("--shape-model needs --shape-transfer W0 W1 (the warp weights)")
     if args.shape_transfer:
         folders["shape_transfer"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
                                                        tuple(args.shape_transfer), Path(args.work), errors)
@@ -168,8 +192,9 @@ def main(argv=None) -> int:
             folders["shape_model"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
                                                         tuple(args.shape_transfer), Path(args.work), errors,
                                                         args.shape_model)
-    elif args.shape_model:
-        raise SystemExit("--shape-model needs --shape-transfer W0 W1 (the warp weights)")
+    if args.per_style:
+        folders[f"synthetic_two_stage_x{args.per_style}"] = larger_synthetic_set(args.profile, args.per_style,
+                                                                                 Path(args.work))
     # as notebook 05 builds them: the set's faces (none for `fewshot`) plus the few real domain faces
     sets = {name: (ds.read_dataset(folder, "synthetic", errors) if folder else [])
             + ([] if args.alone and folder else fewshot) for name, folder in folders.items()}
