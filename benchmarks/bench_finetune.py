@@ -14,7 +14,9 @@ Prints figures; asserts nothing.
 
 ``--alone`` fine-tunes on each set by itself, without the few real domain faces every method of notebook 05
 gets, so it shows what a set teaches of the domain on its own. ``--shape-transfer`` adds a set built like the
-Face of Art baseline's, but with each face warped toward one of the few real domain faces' shapes.
+Face of Art baseline's, but with each face warped toward one of the few real domain faces' shapes;
+with ``--shape-model N`` also one warped toward N shapes drawn from a shape model of those faces.
+``--per-style K`` adds the two-stage set drawn anew with K faces per style (the size of the set).
 
 The batch mix is the one the profile's run chose (``results/<profile>/detector_mix.csv``) unless
 a variant sets its own. The figures are the plain fine-tunes' (notebook 05 then interpolates each
