@@ -171,6 +171,9 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     # 8 methods against real only and against the plain few-shot fine-tune, 7 against few-shot (itself left out)
     assert len(paired) == 3 * (8 + 7 + 8) and (paired["ci_low"] <= paired["delta"]).all()
     assert (work / "results" / "smoke" / "figures" / "paired_deltas.png").exists()
+    per_face = pd.read_csv(work / "results" / "smoke" / "per_image" / "ours_two_stage_synthetic__test_caricature.csv.gz")
+    assert list(per_face.columns) == ["id", "box", "nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal", "seed"]
+    assert len(per_face) == 2 * paired[(paired["test_set"] == "test_caricature")]["n"].iloc[0]  # each face, each seed
     assert (work / "models" / "smoke" / "detector_fewshot" / "seed1" / "model.safetensors").exists()
     # each method's interpolation weight, chosen on validation; Table 1 reads the interpolated detectors
     interp = pd.read_csv(work / "results" / "smoke" / "detector_interpolation.csv")
