@@ -24,9 +24,23 @@ class Box:
         return self.cx - h, self.cy - h, self.cx + h, self.cy + h
 
 
-def box_from_landmarks(points: np.ndarray, margin: float) -> Box:
+def box_from_landmarks(points: np.ndarray, margin: float, angle: float = 0.0) -> Box:
     """Square box around the landmarks' bounding box, each side grown by `margin`
-    times the larger of its width and height."""
+    times the larger of its width and height. With `angle` (degrees, as ``crop_matrix``
+    turns a crop), the bounding box is that of the landmarks turned by `angle`, so that
+    ``crop(image, box, size, angle=angle)`` frames them upright as the unturned box frames
+    unturned landmarks."""
+    points = np.asarray(points, dtype=np.float64)
+    if angle:
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        c = (lo + hi) / 2
+        a = np.radians(angle)
+        rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # cv2.getRotationMatrix2D's turn
+        turned = box_from_landmarks((points - c) @ rot.T, margin)
+        # the turned box's centre in the image; crop_matrix turns about the point half a pixel
+        # before a box's centre (its edges are pixel edges), hence the half pixel on both sides
+        back = (np.array([turned.cx, turned.cy]) - 0.5) @ rot + c + 0.5
+        return Box(float(back[0]), float(back[1]), turned.size)
     lo, hi = points.min(axis=0), points.max(axis=0)
     c = (lo + hi) / 2
     return Box(float(c[0]), float(c[1]), float((hi - lo).max() * (1 + 2 * margin)))

@@ -161,6 +161,16 @@ def inter_pupil(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(right - left, axis=-1)
 
 
+def eye_angle(points: np.ndarray) -> np.ndarray:
+    """The tilt of the line from the right eye's centre to the left eye's, in degrees
+    (image axes, y down: positive when the left eye lies lower in the picture); 0 for an
+    upright face. ``crop.crop(..., angle=eye_angle(points))`` levels the eyes. Works on
+    (68, 2) or (N, 68, 2) (or dense points)."""
+    points = as_68(points)
+    d = points[..., GROUPS["left_eye"], :].mean(axis=-2) - points[..., GROUPS["right_eye"], :].mean(axis=-2)
+    return np.degrees(np.arctan2(d[..., 1], d[..., 0]))
+
+
 def box_diagonal(points: np.ndarray) -> np.ndarray:
     """Diagonal of the landmarks' bounding box."""
     points = as_68(points)

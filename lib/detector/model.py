@@ -247,11 +247,14 @@ class Detector(Predictor):
     the given tight landmark box; ``box="detector"`` finds the face with the
     face finder (falling back to the landmark box). Either box is grown by the
     crop margin the detector was trained with (its ``config.json``). `flip`:
-    test-time flipping (``predict_crops``)."""
+    test-time flipping (``predict_crops``). `refine`: a second pass on the crop that the
+    first pass's landmarks frame as training framed the true ones (their box grown by the
+    margin), turned so that their eyes are level (``landmarks.eye_angle``); its landmarks
+    are the answer, so the box only has to find the face."""
     needs_box = True
 
     def __init__(self, folder: str | Path, box: str = "landmarks", name: str | None = None,
-                 finder: FaceFinder | None = None, flip: bool = False):
+                 finder: FaceFinder | None = None, flip: bool = False, refine: bool = False):
         if box not in ("landmarks", "detector"):
             raise ValueError(f"box {box!r}: expected 'landmarks' or 'detector'")
         model, self.config = load_detector(folder)
@@ -263,6 +266,7 @@ class Detector(Predictor):
         self.std = np.array(self.config["std"], np.float32)
         self.box_mode = box
         self.flip = flip  # test-time flipping (``predict_crops``)
+        self.refine = refine  # a second pass on the upright crop the first pass's landmarks frame
         self.name = name or f"{Path(folder).name} ({box} box)"
         self.finder = finder or (FaceFinder() if box == "detector" else None)
 
@@ -280,9 +284,16 @@ class Detector(Predictor):
 
     def predict(self, image, gt_box=None):
         box, used = self._box(image, gt_box)
-        size = self.model.cfg.input_size
-        crop_img, m, _ = cr.crop(image, cr.grow(box, self.margin), size)
+        pts = self._landmarks(image, cr.grow(box, self.margin))
+        if self.refine:
+            angle = float(lm.eye_angle(pts))
+            pts = self._landmarks(image, cr.box_from_landmarks(pts, self.margin, angle), angle)
+        return Prediction(pts, used)
+
+    def _landmarks(self, image, box: cr.Box, angle: float = 0.0) -> np.ndarray:
+        """The 68 landmarks, in image coordinates, read from the crop of `box` turned by `angle`."""
+        crop_img, m, _ = cr.crop(image, box, self.model.cfg.input_size, angle=angle)
         pts = predict_crops(self.graph, crop_img[None], mean=self.mean, std=self.std, channels_last=self.channels_last,
-                          flip=self.flip)[0]
+                            flip=self.flip)[0]
         # a dense detector answers with its nearest dense points to the 68 (lib.core.landmarks)
-        return Prediction(cr.apply(cr.invert(m), lm.as_68(pts)), used)
+        return cr.apply(cr.invert(m), lm.as_68(pts))

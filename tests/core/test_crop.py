@@ -72,3 +72,26 @@ def test_roi_covers_the_rotated_crop():
     x0, y0, x1, y1 = cr.roi((480, 640), m, 64)
     half_diag = 100 * np.sqrt(2)
     assert x0 <= 300 - half_diag and x1 >= 300 + half_diag and y0 <= 240 - half_diag and y1 >= 240 + half_diag
+
+
+def _turned(points, degrees, centre=(0.0, 0.0)):
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (points - centre) @ rot.T + centre
+
+
+@pytest.mark.parametrize("tilt", [-25.0, 12.0, 40.0])
+def test_turned_box_frames_tilted_landmarks_as_the_plain_box_frames_upright_ones(shape, tilt):
+    from lib.core import landmarks as lm
+    upright = shape * 2.0 + [200.0, 150.0]
+    tilted = _turned(upright, tilt, centre=(230.0, 160.0)) + [15.0, -7.0]
+    angle = float(lm.eye_angle(tilted))
+    assert angle == pytest.approx(tilt + float(lm.eye_angle(upright)), abs=1e-9)
+    box = cr.box_from_landmarks(tilted, 0.1, angle)
+    in_crop = cr.apply(cr.crop_matrix(box, 64, angle), tilted)
+    # the eyes level, and the landmarks where the unturned crop of the upright face puts them
+    assert float(lm.eye_angle(in_crop)) == pytest.approx(0.0, abs=1e-9)
+    reference = cr.apply(cr.crop_matrix(cr.box_from_landmarks(_turned(upright, -lm.eye_angle(upright)), 0.1), 64),
+                         _turned(upright, -lm.eye_angle(upright)))
+    np.testing.assert_allclose(in_crop, reference, atol=1e-9)
+    assert cr.box_from_landmarks(tilted, 0.1, 0.0) == cr.box_from_landmarks(tilted, 0.1)

@@ -104,3 +104,12 @@ def test_distances_read_dense_points_as_their_68(shape):
         assert f(d) == pytest.approx(f(shape))
     with pytest.raises(ValueError, match="neither"):
         lm.inter_ocular(np.zeros((98, 2)))
+
+
+def test_eye_angle_is_the_tilt_of_the_eye_line(shape):
+    assert abs(float(lm.eye_angle(shape))) < 5  # the mean shape is upright
+    a = np.radians(20.0)
+    turned = shape @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T  # clockwise on screen (y down)
+    assert float(lm.eye_angle(turned)) == pytest.approx(20.0 + float(lm.eye_angle(shape)))
+    assert float(lm.eye_angle(lm.flip_landmarks(turned, 100.0))) == pytest.approx(-float(lm.eye_angle(turned)))
+    assert lm.eye_angle(np.stack([shape, turned])).shape == (2,)

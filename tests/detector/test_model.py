@@ -171,6 +171,45 @@ def test_test_time_flip_averages_the_crop_and_its_mirror_image(folder):
     assert a.landmarks.shape == b.landmarks.shape == (68, 2) and not np.allclose(a.landmarks, b.landmarks)
 
 
+def test_refine_reads_the_upright_crop_the_first_pass_frames(folder, monkeypatch):
+    """An oracle network that knows the true landmarks but errs by its crop's tilt (0.05
+    crop pixels per degree, along x): the second pass sees the face upright, so it is exact."""
+    from lib.core import landmarks as lm
+    f = render_face(301, "photo", 128)
+    a = np.radians(25.0)
+    centre = np.array([64.0, 64.0])
+    turn = np.vstack([np.hstack([[[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]],
+                                 (centre - centre @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]))[:, None]])])
+    import cv2
+    image = cv2.warpAffine(f.image, turn, (128, 128), borderValue=(127, 127, 127))
+    truth = cr.apply(turn, f.landmarks)  # tilted by 25 degrees, as eye_angle reads it
+    crops = []  # (matrix, true landmarks in the crop) of each crop read
+    real_crop = cr.crop
+
+    def recording_crop(img, box, size, points=None, **kw):
+        out, m, _ = real_crop(img, box, size, **kw)
+        crops.append(cr.apply(m, truth))
+        return out, m, None
+
+    def oracle(graph, images, **kw):
+        q = crops[-1]
+        return (q + [0.05 * float(lm.eye_angle(q)), 0.0])[None]
+
+    monkeypatch.setattr(det.cr, "crop", recording_crop)
+    monkeypatch.setattr(det, "predict_crops", oracle)
+    box = cr.box_from_landmarks(truth, 0.0)
+    plain = det.Detector(folder).predict(image, box).landmarks
+    assert len(crops) == 1
+    refined = det.Detector(folder, refine=True).predict(image, box).landmarks
+    assert len(crops) == 3
+    upright = crops[-1]
+    assert abs(float(lm.eye_angle(upright))) < 1e-6  # the second crop levels the eyes
+    # and frames the landmarks as training frames them (their box grown by the margin, 0.25 here)
+    np.testing.assert_allclose(np.ptp(upright, axis=0).max() * 1.5, MCFG.input_size, rtol=1e-6)
+    err = lambda p: float(np.linalg.norm(p - truth, axis=1).mean())
+    assert err(plain) > 0.5 and err(refined) < 1e-6
+
+
 @pytest.mark.parametrize("cfg", INFERENCE_CASES, ids=lambda c: f"{c.arch}-{c.backbone}")
 def test_landmark_graph_gives_the_eager_landmarks_bit_for_bit(cfg):
     torch.manual_seed(0)
