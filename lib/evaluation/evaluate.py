@@ -319,10 +319,12 @@ def _images(folder: Path) -> list[Path]:
     return images
 
 
-def _load_predictor(name: str, mean_from: str | None, box: str) -> Predictor:
+def _load_predictor(name: str, mean_from: str | None, box: str, flip: bool = False, refine: bool = False) -> Predictor:
     if Path(name).is_dir():  # a trained detector folder
         from ..detector.model import Detector
-        return Detector(name, box)
+        return Detector(name, box, flip=flip, refine=refine)
+    if flip or refine:
+        raise ValueError(f"--flip and --refine are options of a trained detector folder, not of --predictor {name}")
     shapes = None
     if name == "mean_shape":
         if not mean_from:
@@ -450,6 +452,11 @@ def main(argv=None) -> int:
                     help="dlib | dlib_box | mean_shape | a trained detector folder (models/<profile>/detector_real)")
     ap.add_argument("--box", choices=["landmarks", "detector"], default="landmarks",
                     help="face box for a trained detector in test mode: the landmark box or dlib's detector")
+    ap.add_argument("--flip", action="store_true",
+                    help="a trained detector: test-time flipping (the crop and its mirror image, averaged)")
+    ap.add_argument("--refine", action="store_true",
+                    help="a trained detector: a second pass on the upright crop the first pass's landmarks frame "
+                         "(steadier with a face detector's box; half the speed)")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--mode", choices=["test", "predict"], default="test")
     ap.add_argument("--format", default="auto", help="landmark layout: " + ", ".join(("auto",) + ds.FORMATS))
@@ -463,7 +470,7 @@ def main(argv=None) -> int:
             predict_plan(a.images, a.out, a.overwrite)  # refuse before loading anything
         else:
             _images(a.images)
-        predictor = _load_predictor(a.predictor, a.mean_from, a.box)
+        predictor = _load_predictor(a.predictor, a.mean_from, a.box, a.flip, a.refine)
         if a.mode == "test":
             r = run_test(a.images, predictor, a.out, a.format)
             print(f"{r['predictor']} on {r['folder']}: n={r['n']}  NME={r['nme']:.2f}%  "

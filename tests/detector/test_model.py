@@ -40,6 +40,20 @@ def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys):
         np.savetxt(folder / f"{i}.txt", f.landmarks)
     assert ev.main(["--images", str(folder), "--predictor", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 0
     assert "n=3" in capsys.readouterr().out
+    seen = []
+    real = det.Detector.__init__
+
+    def recording(self, *args, **kw):
+        seen.append((kw.get("flip"), kw.get("refine")))
+        real(self, *args, **kw)
+
+    import unittest.mock
+    with unittest.mock.patch.object(det.Detector, "__init__", recording):
+        assert ev.main(["--images", str(folder), "--predictor", str(tmp_path / "d"), "--out", str(tmp_path / "o2"),
+                        "--refine", "--flip"]) == 0
+    assert seen == [(True, True)] and "n=3" in capsys.readouterr().out
+    assert ev.main(["--images", str(folder), "--predictor", "dlib", "--out", str(tmp_path / "o3"), "--refine"]) == 2
+    assert "--refine are options of a trained detector folder" in capsys.readouterr().err
 
 
 def test_image_only_mode_with_a_detector_folder(faces, tmp_path):
