@@ -1,12 +1,15 @@
 """Detector designs at equal CPU time, on the validation split: each variant trains the
 real-only detector from scratch (or from ImageNet) for the same wall-clock budget on the
 profile's training faces, then is scored on the real validation faces with the landmark
-box and with the face finder's box (and with the landmark box under test-time flipping), and
-timed at batch 1 (crop included) beside dlib's 68-point predictor in the same process. Prints
-figures; asserts nothing.
+box and with the face finder's box (and under test-time flipping, and with a second pass on
+the upright crop the first pass frames: ``Detector(refine=True)``), and timed at batch 1 (crop
+included) beside dlib's 68-point predictor in the same process. Prints figures; asserts nothing.
 
     ./study run python -m benchmarks.bench_detector_variants --profile cpu --minutes 7 \
         --out results/cpu/detector_variants
+
+``--folders NAME=PATH ...`` scores detector folders that are already trained (e.g. a
+bench's scratch models, or ``models/cpu/detector_real``) the same way, without training.
 
 Steps per variant = budget / seconds per step, measured by a short probe of that variant
 (validation and checkpoints included in the budget at their profile intervals), so every
@@ -68,6 +71,10 @@ VARIANTS = {
     # over the profile's augmentation as it stands (lighter since 23a4d7d)
     "hourglass 64 px / 16, no occlusion or blur": {"train.augment.occlusion": 0.0, "train.augment.blur": 0.0},
     "hourglass 64 px / 16, rotation 10": {"train.augment.rotate": 10.0},
+    # the target Gaussian's width in heatmap pixels (the profile's 1.5)
+    "hourglass 64 px / 16, sigma 0.75": {"model.sigma": 0.75},
+    "hourglass 64 px / 16, sigma 1.0": {"model.sigma": 1.0},
+    "hourglass 64 px / 16, sigma 2.0": {"model.sigma": 2.0},
 }
 DETECTOR_BOXES = {"train.augment.detector_boxes": 0.5}  # --detector-boxes: half the crops framed as the finder would
 
@@ -103,6 +110,30 @@ def speed(predictor, dlib, samples: list[ds.Sample], threads: int = 1, rounds: i
             float(np.median(fps["detector"] / fps["dlib"])))
 
 
+def score(name: str, folder: Path, val_samples: list[ds.Sample], domain_val: list[ds.Sample], dlib,
+          speed_samples: list[ds.Sample]) -> dict:
+    """One row of the table for a trained detector folder: validation NME with the landmark box
+    and the face finder's box, plain, with test-time flipping and with refinement (a second pass),
+    the domain validation faces, and speed against dlib at batch 1."""
+    row = {}
+    for mode, kw in (("", {}), ("_flip", {"flip": True}), ("_refine", {"refine": True})):
+        for box in ("landmarks", "detector"):
+            if mode == "_flip" and box == "detector":
+                continue  # flipping is read with the landmark box only, as before
+            found = ev.evaluate(det.Detector(folder, box=box, **kw), val_samples, f"{name} ({box} box{mode})")
+            row[f"val_nme_{box}_box{mode}"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
+            if box == "detector" and not mode:  # faces the finder missed are scored with the landmark box
+                row["finder_found"] = round(float((found.per_image["box"] == "detector").mean()), 3)
+        if not mode and domain_val:  # how the design carries to the other domain (landmark box); not a criterion
+            found = ev.evaluate(det.Detector(folder), domain_val, f"{name} (domain validation faces)")
+            row["domain_val_nme"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
+        fps, dlib_fps, ratio = speed(det.Detector(folder, **kw), dlib, speed_samples)
+        if not mode:
+            row.update(faces_per_s=round(fps, 1), dlib_faces_per_s=round(dlib_fps, 1))
+        row[f"x_dlib{mode}"] = round(ratio, 2)
+    return row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -112,6 +143,8 @@ def main(argv=None) -> int:
                          "whose steps cost the same, e.g. recipes of one network, whatever the machine's speed does)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     ap.add_argument("--detector-boxes", nargs="*", default=[], help="variants also run with detector-box jitter")
+    ap.add_argument("--folders", nargs="*", default=[], metavar="NAME=PATH",
+                    help="also score these trained detector folders (no training)")
     ap.add_argument("--speed-faces", type=int, default=200)
     ap.add_argument("--work", default="/tmp/bench_detector_variants", help="scratch folder for the models")
     ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
@@ -133,9 +166,20 @@ def main(argv=None) -> int:
     speed_samples = val_samples[:args.speed_faces]
     print(f"{len(train_faces)} training faces, {len(val_faces)} validation faces", flush=True)
 
+    rows = []
+    for item in args.folders:
+        name, _, folder = item.partition("=")
+        if not folder or not (Path(folder) / "config.json").is_file():
+            raise SystemExit(f"--folders {item!r}: expected NAME=PATH to a detector folder (with config.json)")
+        model = det.load_detector(folder)[0]
+        row = {"variant": name, "arch": model.cfg.arch, "input": model.cfg.input_size, "grid": model.cfg.heatmap_size,
+               "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "folder": folder}
+        row.update(score(name, Path(folder), val_samples, domain_val, dlib, speed_samples))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
     runs = [(name, VARIANTS[name]) for name in args.variants]
     runs += [(f"{name} + detector boxes", {**VARIANTS[name], **DETECTOR_BOXES}) for name in args.detector_boxes]
-    rows = []
     for name, settings in runs:
         d = with_settings(detector, settings)
         mcfg = NetworkConfig(**d["model"])
@@ -157,20 +201,7 @@ def main(argv=None) -> int:
                "params_M": round(sum(p.numel() for p in det.load_detector(work / "detector")[0].parameters()) / 1e6, 2),
                "steps": steps, "minutes": round(minutes, 1),
                "val_nme_selection": round(float(result.history["val_nme"].min()), 2)}
-        for box in ("landmarks", "detector"):
-            found = ev.evaluate(det.Detector(work / "detector", box=box), val_samples, f"{name} ({box} box)")
-            row[f"val_nme_{box}_box"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
-            if box == "detector":  # faces the finder missed are scored with the landmark box (as in Table 1)
-                row["finder_found"] = round(float((found.per_image["box"] == "detector").mean()), 3)
-        if domain_val:  # how the design carries to the other domain (landmark box), for the reader; not a criterion
-            found = ev.evaluate(det.Detector(work / "detector"), domain_val, f"{name} (domain validation faces)")
-            row["domain_val_nme"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
-        fps, dlib_fps, ratio = speed(det.Detector(work / "detector"), dlib, speed_samples)
-        row.update(faces_per_s=round(fps, 1), dlib_faces_per_s=round(dlib_fps, 1), x_dlib=round(ratio, 2))
-        # test-time flipping (the crop and its mirror image in one batch): NME with the landmark box, speed
-        found = ev.evaluate(det.Detector(work / "detector", flip=True), val_samples, f"{name} (flip)")
-        row["val_nme_landmarks_box_flip"] = round(float(found.per_image["nme_inter_ocular"].mean() * 100), 2)
-        row["x_dlib_flip"] = round(speed(det.Detector(work / "detector", flip=True), dlib, speed_samples)[2], 2)
+        row.update(score(name, work / "detector", val_samples, domain_val, dlib, speed_samples))
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -182,7 +213,8 @@ def main(argv=None) -> int:
             f"faces, val_* splits, landmark box); speed at batch 1, crop included, against dlib's 68-point "
             f"predictor timed in alternating rounds beside each variant (x_dlib: the median of the rounds' "
             f"ratios), both on one thread; the detectors as predictors run them (``network.for_inference``); "
-            f"_flip: with test-time flipping (``Detector(flip=True)``).")
+            f"_flip: with test-time flipping (``Detector(flip=True)``); _refine: with a second pass on the upright "
+            f"crop the first pass's landmarks frame (``Detector(refine=True)``).")
     write_table(table, head, args.out)
     return 0
 
