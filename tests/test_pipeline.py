@@ -167,9 +167,9 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert list(paired.columns) == ["method", "baseline", "test_set", "n", "nme", "baseline_nme", "delta", "ci_low",
                                     "ci_high", "p_value", "seeds"]
     assert set(paired["baseline"]) == {"real only (landmark box)", "few-shot real only",
-                                       "few-shot real only without interpolation"}
-    # 8 methods against real only and against the plain few-shot fine-tune, 7 against few-shot (itself left out)
-    assert len(paired) == 3 * (8 + 7 + 8) and (paired["ci_low"] <= paired["delta"]).all()
+                                       "few-shot real only without interpolation", "Face of Art without interpolation"}
+    # 8 methods against real only and the plain few-shot and Face of Art fine-tunes, 7 against few-shot (itself)
+    assert len(paired) == 3 * (8 + 7 + 8 + 8) and (paired["ci_low"] <= paired["delta"]).all()
     assert (work / "results" / "smoke" / "figures" / "paired_deltas.png").exists()
     per_face = pd.read_csv(work / "results" / "smoke" / "per_image" / "ours_two_stage_synthetic__test_caricature.csv.gz")
     assert list(per_face.columns) == ["id", "box", "nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal", "seed"]
