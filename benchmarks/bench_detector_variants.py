@@ -74,6 +74,7 @@ VARIANTS = {
     # the target Gaussian's width in heatmap pixels (the profile's 1.5)
     "hourglass 64 px / 16, sigma 0.75": {"model.sigma": 0.75},
     "hourglass 64 px / 16, sigma 1.0": {"model.sigma": 1.0},
+    "hourglass 64 px / 16, sigma 1.25": {"model.sigma": 1.25},
     "hourglass 64 px / 16, sigma 2.0": {"model.sigma": 2.0},
 }
 DETECTOR_BOXES = {"train.augment.detector_boxes": 0.5}  # --detector-boxes: half the crops framed as the finder would
