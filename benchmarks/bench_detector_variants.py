@@ -76,6 +76,9 @@ VARIANTS = {
     "hourglass 64 px / 16, sigma 1.0": {"model.sigma": 1.0},
     "hourglass 64 px / 16, sigma 1.25": {"model.sigma": 1.25},
     "hourglass 64 px / 16, sigma 2.0": {"model.sigma": 2.0},
+    # another seed (data order, augmentation, initial weights): how far two runs of one design differ
+    "hourglass 64 px / 16, seed 1": {"train.seed": 1},
+    "hourglass 64 px / 16, sigma 1.0, seed 1": {"model.sigma": 1.0, "train.seed": 1},
 }
 DETECTOR_BOXES = {"train.augment.detector_boxes": 0.5}  # --detector-boxes: half the crops framed as the finder would
 
