@@ -30,8 +30,8 @@ def box_from_landmarks(points: np.ndarray, margin: float, angle: float = 0.0) ->
     turns a crop), the bounding box is that of the landmarks turned by `angle`, so that
     ``crop(image, box, size, angle=angle)`` frames them upright as the unturned box frames
     unturned landmarks."""
-    points = np.asarray(points, dtype=np.float64)
     if angle:
+        points = np.asarray(points, dtype=np.float64)
         lo, hi = points.min(axis=0), points.max(axis=0)
         c = (lo + hi) / 2
         a = np.radians(angle)
