@@ -32,8 +32,7 @@ def box_from_landmarks(points: np.ndarray, margin: float, angle: float = 0.0) ->
     unturned landmarks."""
     if angle:
         points = np.asarray(points, dtype=np.float64)
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        c = (lo + hi) / 2
+        c = (points.min(axis=0) + points.max(axis=0)) / 2
         a = np.radians(angle)
         rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # cv2.getRotationMatrix2D's turn
         turned = box_from_landmarks((points - c) @ rot.T, margin)

@@ -28,7 +28,7 @@ def test_missing_detector_folder_is_clear(tmp_path):
         det.load_detector(tmp_path)
 
 
-def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys):
+def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys, monkeypatch):
     from lib.evaluation import evaluate as ev
     train, val = faces
     tr.train(train, val, MCFG, _cfg(steps=3, val_every=3), tmp_path / "d", progress=False)
@@ -47,10 +47,9 @@ def test_evaluation_command_accepts_a_detector_folder(faces, tmp_path, capsys):
         seen.append((kw.get("flip"), kw.get("refine")))
         real(self, *args, **kw)
 
-    import unittest.mock
-    with unittest.mock.patch.object(det.Detector, "__init__", recording):
-        assert ev.main(["--images", str(folder), "--predictor", str(tmp_path / "d"), "--out", str(tmp_path / "o2"),
-                        "--refine", "--flip"]) == 0
+    monkeypatch.setattr(det.Detector, "__init__", recording)
+    assert ev.main(["--images", str(folder), "--predictor", str(tmp_path / "d"), "--out", str(tmp_path / "o2"),
+                    "--refine", "--flip"]) == 0
     assert seen == [(True, True)] and "n=3" in capsys.readouterr().out
     assert ev.main(["--images", str(folder), "--predictor", "dlib", "--out", str(tmp_path / "o3"), "--refine"]) == 2
     assert "--refine are options of a trained detector folder" in capsys.readouterr().err
@@ -190,14 +189,11 @@ def test_refine_reads_the_upright_crop_the_first_pass_frames(folder, monkeypatch
     crop pixels per degree, along x): the second pass sees the face upright, so it is exact."""
     from lib.core import landmarks as lm
     f = render_face(301, "photo", 128)
-    a = np.radians(25.0)
-    centre = np.array([64.0, 64.0])
-    turn = np.vstack([np.hstack([[[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]],
-                                 (centre - centre @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]))[:, None]])])
     import cv2
+    turn = cv2.getRotationMatrix2D((64.0, 64.0), -25.0, 1.0)  # clockwise on screen: eye_angle reads about +25
     image = cv2.warpAffine(f.image, turn, (128, 128), borderValue=(127, 127, 127))
-    truth = cr.apply(turn, f.landmarks)  # tilted by 25 degrees, as eye_angle reads it
-    crops = []  # (matrix, true landmarks in the crop) of each crop read
+    truth = cr.apply(turn, f.landmarks)
+    crops = []  # the true landmarks in each crop read
     real_crop = cr.crop
 
     def recording_crop(img, box, size, points=None, **kw):
