@@ -43,7 +43,7 @@ from lib.core import metrics
 from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.detector import training as tr
-from lib.detector.finetune import finetune, validation_nme
+from lib.detector.finetune import finetune, recipes, validation_nme
 from lib.detector.model import load_detector, predict_crops
 from lib.detector.network import NetworkConfig
 from lib.generator import styles as st
@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(set_names) - set(ft["sets"]))
     if unknown:
         raise SystemExit(f"--sets: {unknown} are not fine-tune sets of profile {args.profile} ({sorted(ft['sets'])})")
-    folders = {name: generated / ft["sets"][name] if ft["sets"][name] else None for name in set_names}
+    paths = {name: recipe.path for name, recipe in recipes(ft["sets"]).items()}
+    folders = {name: generated / paths[name] if paths[name] else None for name in set_names}
     if args.shape_model and not args.shape_transfer:
         raise SystemExit("--shape-model needs --shape-transfer W0 W1 (the warp weights)")
     if args.shape_transfer:

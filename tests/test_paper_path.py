@@ -18,7 +18,7 @@ from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.data.procedural import render_face
 from lib.detector import training as det
-from lib.detector.finetune import choose_alpha, finetune, interpolate
+from lib.detector.finetune import choose_alpha, finetune, interpolate, recipes
 from lib.detector.network import NetworkConfig
 from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors
@@ -171,10 +171,10 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
     syn.restyle(train, gs["styles"], gs["per_style"], generated / "geometric_style", gs.get("seed", 0),
                 mean_shape=mean, strength=tuple(gs["strength"]))
     fewshot = ds.read_dataset(data_dir / "crops" / "fewshot_art", "300w")
-    for name, rel in ft["sets"].items():
-        samples = (ds.read_dataset(generated / rel, "synthetic") if rel else []) + fewshot
-        runs = finetune(samples, val_samples, mcfg, ft["train"], models / f"detector_{name}", models / "detector_real",
-                        ft["seeds"], ft["holdout"], progress=False)
+    for name, recipe in recipes(ft["sets"]).items():
+        runs = finetune(recipe.samples(generated, fewshot), val_samples, mcfg,
+                        recipe.train_cfg(ft["train"], ft["mix"]["candidates"][0]), models / f"detector_{name}",
+                        models / "detector_real", ft["seeds"], ft["holdout"], progress=False)
         assert list(runs) == ft["seeds"] and all(r.finished for r in runs.values()), name
         assert all((models / f"detector_{name}" / f"seed{k}" / "model.safetensors").exists() for k in runs), name
         # the paper's plain fine-tune: one interpolation weight, 1.0, written where the evaluation reads it

@@ -168,8 +168,8 @@ def test_smoke_pipeline_under_dvc(tmp_path):
                                     "ci_high", "p_value", "seeds"]
     assert set(paired["baseline"]) == {"real only (landmark box)", "few-shot real only",
                                        "few-shot real only without interpolation", "Face of Art without interpolation"}
-    # 8 methods against real only and the plain few-shot and Face of Art fine-tunes, 7 against few-shot (itself)
-    assert len(paired) == 3 * (8 + 7 + 8 + 8) and (paired["ci_low"] <= paired["delta"]).all()
+    # 9 methods against real only and the plain few-shot and Face of Art fine-tunes, 8 against few-shot (itself)
+    assert len(paired) == 3 * (9 + 8 + 9 + 9) and (paired["ci_low"] <= paired["delta"]).all()
     assert (work / "results" / "smoke" / "figures" / "paired_deltas.png").exists()
     per_face = pd.read_csv(work / "results" / "smoke" / "per_image" / "ours_two_stage_synthetic__test_caricature.csv.gz")
     assert list(per_face.columns) == ["id", "box", "nme_inter_ocular", "nme_inter_pupil", "nme_box_diagonal", "seed"]
@@ -177,7 +177,11 @@ def test_smoke_pipeline_under_dvc(tmp_path):
     assert (work / "models" / "smoke" / "detector_fewshot" / "seed1" / "model.safetensors").exists()
     # each method's interpolation weight, chosen on validation; Table 1 reads the interpolated detectors
     interp = pd.read_csv(work / "results" / "smoke" / "detector_interpolation.csv")
-    assert len(interp) == 7 * 5 and (interp.groupby("fine-tune")["chosen"].sum() == 1).all()
+    assert len(interp) == 8 * 5 and (interp.groupby("fine-tune")["chosen"].sum() == 1).all()
+    # the paper's recipe: the two-stage set alone, without the few real domain faces the other fine-tunes get
+    finetunes = pd.read_csv(work / "results" / "smoke" / "detector_finetunes.csv").groupby("fine-tune")["training faces"].max()
+    assert finetunes["synthetic_two_stage_alone"] < finetunes["synthetic_two_stage"]
+    assert "paper's recipe (two-stage set alone)" in set(table["method"])
     assert (work / "models" / "smoke" / "detector_fewshot" / "interpolated" / "seed1" / "model.safetensors").exists()
     assert {"ours without interpolation (plain fine-tune)", "few-shot real only without interpolation"} <= set(table["method"])
     assert set(table["test_set"]) == {"test_photo", "test_cartoon", "test_caricature"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,53 @@ from ..data import datasets as ds
 from .model import load_detector, predict_crops, save_detector
 from .network import NetworkConfig
 from .training import FaceSet, TrainConfig, train, validation_crops
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One fine-tune of ``detector.finetune.sets``: its set (a folder under the profile's
+    generated/; None: no set), whether the few real domain faces (``fewshot_*`` splits) join
+    it, and its batch mix (None: the mix chosen on validation for every fine-tune)."""
+    path: str | None
+    fewshot: bool = True
+    mix: dict | None = None
+
+    def samples(self, generated: str | Path, fewshot: list[ds.Sample],
+                errors: list | None = None) -> list[ds.Sample]:
+        """The fine-tune's faces: the set's (read from `generated`) and, unless the recipe
+        leaves them out, the few real domain faces."""
+        own = ds.read_dataset(Path(generated) / self.path, "synthetic", errors) if self.path else []
+        return own + (list(fewshot) if self.fewshot else [])
+
+    def train_cfg(self, train: dict, chosen_mix: dict) -> dict:
+        """The fine-tune's training settings: `train` with the recipe's own batch mix, or the chosen one."""
+        return {**train, "mix": dict(chosen_mix if self.mix is None else self.mix)}
+
+
+def recipes(sets: dict) -> dict[str, Recipe]:
+    """``detector.finetune.sets`` as one Recipe per fine-tune. An entry is a folder (null: no
+    set, e.g. the few-shot baseline), which gets the few real domain faces and the batch mix
+    chosen on validation, as every method does so the comparison stays fair; or a mapping
+    ``{path, fewshot, mix}`` for a recipe of its own, e.g. the paper's, the set alone:
+    ``{path: synthetic/two_stage, fewshot: false, mix: {}}``."""
+    out = {}
+    for name, entry in sets.items():
+        if entry is None or isinstance(entry, str):
+            out[name] = Recipe(entry)
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"detector.finetune.sets.{name}: expected a folder, null or a mapping "
+                             f"{{path, fewshot, mix}}, got {entry!r}")
+        unknown = sorted(set(entry) - {"path", "fewshot", "mix"})
+        if unknown:
+            raise ValueError(f"detector.finetune.sets.{name}: unknown keys {unknown} (known: path, fewshot, mix)")
+        mix = entry.get("mix")
+        if mix is not None and not isinstance(mix, dict):
+            raise ValueError(f"detector.finetune.sets.{name}.mix: expected a mapping of shares, got {mix!r}")
+        out[name] = Recipe(entry.get("path"), bool(entry.get("fewshot", True)), mix)
+        if out[name].path is None and not out[name].fewshot:
+            raise ValueError(f"detector.finetune.sets.{name}: no faces to fine-tune on (no path and fewshot: false)")
+    return out
 
 
 def finetune(samples: list[ds.Sample], val_samples: list[ds.Sample], mcfg: NetworkConfig, train_cfg: dict,

@@ -1,3 +1,4 @@
+import csv
 import json
 
 import numpy as np
@@ -6,9 +7,10 @@ import torch
 from safetensors.torch import load_file
 
 from lib.core import crop as cr
+from lib.data import datasets as ds
 from lib.detector import model as det
 from lib.detector import training as tr
-from lib.detector.finetune import choose_alpha, choose_mix, finetune, interpolate
+from lib.detector.finetune import Recipe, choose_alpha, choose_mix, finetune, interpolate, recipes
 from lib.detector.network import NetworkConfig
 
 from tests.detector.conftest import MCFG
@@ -27,6 +29,43 @@ def test_finetune_trains_one_run_per_seed_with_its_own_order_and_held_out_part(s
     again = finetune(samples[:8], samples[8:], MCFG, base, tmp_path / "ft", tmp_path / "real", [0, 1, 2], 0.3,
                      progress=False)
     assert all(r.steps_run == 0 for r in again.values())
+
+
+def test_recipes_read_folders_with_the_shared_recipe_and_mappings_with_their_own(samples, tmp_path):
+    # a synthetic set as notebook 04 exports it: images, 300-W .pts and a manifest
+    folder = tmp_path / "generated" / "synthetic" / "two_stage"
+    folder.mkdir(parents=True)
+    for i, s in enumerate(samples[:3]):
+        ds.save_image(folder / f"{i}.jpg", ds.load_image(s.image_path))
+        ds.write_pts(folder / f"{i}.pts", s.landmarks)
+    with open(folder / "manifest.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["image", "style"]] + [[f"{i}.jpg", "cartoon"] for i in range(3)])
+    sets = {"ours": "synthetic/two_stage", "fewshot": None,
+            "alone": {"path": "synthetic/two_stage", "fewshot": False, "mix": {}}}
+    got = recipes(sets)
+    assert got == {"ours": Recipe("synthetic/two_stage"), "fewshot": Recipe(None),
+                   "alone": Recipe("synthetic/two_stage", fewshot=False, mix={})}
+    fewshot = samples[5:7]
+    faces = {name: r.samples(tmp_path / "generated", fewshot) for name, r in got.items()}
+    assert [len(f) for f in faces.values()] == [5, 2, 3]
+    assert faces["alone"][0].meta["style"] == "cartoon" and faces["fewshot"] == fewshot
+    np.testing.assert_allclose(faces["alone"][1].landmarks, samples[1].landmarks, atol=1e-3)
+    # the shared (chosen) mix unless the recipe names its own; the training settings are not changed in place
+    train, chosen = {"steps": 4}, {"fewshot": 0.25}
+    assert got["ours"].train_cfg(train, chosen) == {"steps": 4, "mix": {"fewshot": 0.25}}
+    assert got["alone"].train_cfg(train, chosen) == {"steps": 4, "mix": {}} and train == {"steps": 4}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "x", "fewshots": False}, "unknown keys ['fewshots']"),
+    ({"path": None, "fewshot": False}, "no faces to fine-tune on"),
+    ({"path": "x", "mix": 0.25}, "expected a mapping of shares"),
+    (3, "expected a folder, null or a mapping"),
+])
+def test_recipes_name_the_entry_and_the_problem(entry, message):
+    with pytest.raises(ValueError, match=r"detector\.finetune\.sets\.bad") as e:
+        recipes({"good": "x", "bad": entry})
+    assert message in str(e.value)
 
 
 def test_choose_mix_fine_tunes_each_candidate_and_picks_on_validation_only(samples, tmp_path):
