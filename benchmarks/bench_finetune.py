@@ -30,6 +30,7 @@ import argparse
 import itertools
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from lib.core import metrics
 from lib.data import data_prep
 from lib.data import datasets as ds
 from lib.detector import training as tr
-from lib.detector.finetune import finetune, recipes, validation_nme
+from lib.detector.finetune import Recipe, finetune, recipes, validation_nme
 from lib.detector.model import load_detector, predict_crops
 from lib.detector.network import NetworkConfig
 from lib.generator import styles as st
@@ -184,23 +185,24 @@ def main(argv=None) -> int:
     unknown = sorted(set(set_names) - set(ft["sets"]))
     if unknown:
         raise SystemExit(f"--sets: {unknown} are not fine-tune sets of profile {args.profile} ({sorted(ft['sets'])})")
-    paths = {name: recipe.path for name, recipe in recipes(ft["sets"]).items()}
-    folders = {name: generated / paths[name] if paths[name] else None for name in set_names}
+    # the profile's sets by their recipes, as notebook 05 builds them; the bench's own sets by the shared recipe
+    folders = {name: recipes(ft["sets"])[name] for name in set_names}
     if args.shape_model and not args.shape_transfer:
         raise SystemExit("--shape-model needs --shape-transfer W0 W1 (the warp weights)")
     if args.shape_transfer:
-        folders["shape_transfer"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
-                                                       tuple(args.shape_transfer), Path(args.work), errors)
+        warped = shape_transfer_set(train_samples, fewshot, ft["geometric_style"], tuple(args.shape_transfer),
+                                    Path(args.work), errors)
+        folders["shape_transfer"] = Recipe(str(warped))
         if args.shape_model:
-            folders["shape_model"] = shape_transfer_set(train_samples, fewshot, ft["geometric_style"],
-                                                        tuple(args.shape_transfer), Path(args.work), errors,
-                                                        args.shape_model)
+            modelled = shape_transfer_set(train_samples, fewshot, ft["geometric_style"], tuple(args.shape_transfer),
+                                          Path(args.work), errors, args.shape_model)
+            folders["shape_model"] = Recipe(str(modelled))
     if args.per_style:
-        folders[f"synthetic_two_stage_x{args.per_style}"] = larger_synthetic_set(args.profile, args.per_style,
-                                                                                 Path(args.work))
-    # as notebook 05 builds them: the set's faces (none for `fewshot`) plus the few real domain faces
-    sets = {name: (ds.read_dataset(folder, "synthetic", errors) if folder else [])
-            + ([] if args.alone and folder else fewshot) for name, folder in folders.items()}
+        larger = larger_synthetic_set(args.profile, args.per_style, Path(args.work))
+        folders[f"synthetic_two_stage_x{args.per_style}"] = Recipe(str(larger))
+    # --alone: every set without the few real domain faces and the batch mix (but `fewshot`, which is nothing else)
+    folders = {name: replace(r, fewshot=False, mix={}) if args.alone and r.path else r for name, r in folders.items()}
+    sets = {name: r.samples(generated, fewshot, errors) for name, r in folders.items()}
     pools = {"fewshot": fewshot, "real": train_samples}
     real_faces, domain_faces = tr.FaceSet(val_samples, errors), tr.FaceSet(domain_val, errors)
     for e in errors:
@@ -218,7 +220,7 @@ def main(argv=None) -> int:
     rows = []
     # variants outside, sets inside: a stopped run has whole variants
     for name, (set_name, samples) in itertools.product(args.variants, sets.items()):
-        train = with_settings({**ft["train"], "mix": mix}, VARIANTS[name])
+        train = with_settings(folders[set_name].train_cfg(ft["train"], mix), VARIANTS[name])
         work = Path(args.work) / set_name / name.replace(" ", "_").replace(",", "")
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
