@@ -186,23 +186,25 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"--sets: {unknown} are not fine-tune sets of profile {args.profile} ({sorted(ft['sets'])})")
     # the profile's sets by their recipes, as notebook 05 builds them; the bench's own sets by the shared recipe
-    folders = {name: recipes(ft["sets"])[name] for name in set_names}
+    profile_recipes = recipes(ft["sets"])
+    set_recipes = {name: profile_recipes[name] for name in set_names}
     if args.shape_model and not args.shape_transfer:
         raise SystemExit("--shape-model needs --shape-transfer W0 W1 (the warp weights)")
     if args.shape_transfer:
         warped = shape_transfer_set(train_samples, fewshot, ft["geometric_style"], tuple(args.shape_transfer),
                                     Path(args.work), errors)
-        folders["shape_transfer"] = Recipe(str(warped))
+        set_recipes["shape_transfer"] = Recipe(str(warped))
         if args.shape_model:
             modelled = shape_transfer_set(train_samples, fewshot, ft["geometric_style"], tuple(args.shape_transfer),
                                           Path(args.work), errors, args.shape_model)
-            folders["shape_model"] = Recipe(str(modelled))
+            set_recipes["shape_model"] = Recipe(str(modelled))
     if args.per_style:
         larger = larger_synthetic_set(args.profile, args.per_style, Path(args.work))
-        folders[f"synthetic_two_stage_x{args.per_style}"] = Recipe(str(larger))
+        set_recipes[f"synthetic_two_stage_x{args.per_style}"] = Recipe(str(larger))
     # --alone: every set without the few real domain faces and the batch mix (but `fewshot`, which is nothing else)
-    folders = {name: replace(r, fewshot=False, mix={}) if args.alone and r.path else r for name, r in folders.items()}
-    sets = {name: r.samples(generated, fewshot, errors) for name, r in folders.items()}
+    set_recipes = {name: replace(r, fewshot=False, mix={}) if args.alone and r.path else r
+                   for name, r in set_recipes.items()}
+    sets = {name: r.samples(generated, fewshot, errors) for name, r in set_recipes.items()}
     pools = {"fewshot": fewshot, "real": train_samples}
     real_faces, domain_faces = tr.FaceSet(val_samples, errors), tr.FaceSet(domain_val, errors)
     for e in errors:
@@ -220,7 +222,7 @@ def main(argv=None) -> int:
     rows = []
     # variants outside, sets inside: a stopped run has whole variants
     for name, (set_name, samples) in itertools.product(args.variants, sets.items()):
-        train = with_settings(folders[set_name].train_cfg(ft["train"], mix), VARIANTS[name])
+        train = with_settings(set_recipes[set_name].train_cfg(ft["train"], mix), VARIANTS[name])
         work = Path(args.work) / set_name / name.replace(" ", "_").replace(",", "")
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
