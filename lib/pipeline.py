@@ -1,11 +1,13 @@
 """Profiles, notebook stages and their parameters: the glue between params/, papermill and DVC.
 
     python -m lib.pipeline run 01_data_prep --profile smoke     # one notebook stage (DVC calls this)
-    python -m lib.pipeline run 05_detector_finetune --profile smoke -p detector.train.steps=100
+    python -m lib.pipeline run 05_detector --profile smoke -p detector.train.steps=100
 
-Each profile is a file ``params/<profile>.yaml`` and a pipeline ``pipelines/<profile>/dvc.yaml``
-(a link to ``pipelines/stages.yaml``). Each stage's notebook receives the profile name and only
-its own params sections, and is written, executed, to ``results/<profile>/notebooks/``.
+Each profile is a file ``params/<profile>.yaml`` and a DVC pipeline written from one template,
+``pipelines/stages.yaml``, by :func:`dvc_files` (``python -m lib.pipeline dvc``): ``dvc.yaml`` at
+the root for ``cpu`` (the profile whose results are committed), ``pipelines/<profile>/dvc.yaml``
+for the others. Each stage's notebook receives the profile name and only its own params
+sections, and is written, executed, to ``results/<profile>/notebooks/``.
 
 Parameters (:func:`resolve_parameters`): an override names a params key by its dotted path
 (``-p detector.train.steps=100``) or gives part of a section (papermill's
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,7 +36,8 @@ STAGE_SECTIONS = {
     "02_stage1": ["data", "diffusion"],
     "03_stage2": ["data", "diffusion"],
     "04_synthesis": ["data", "diffusion", "synthesis"],
-    "05_detector_finetune": ["detector"],
+    "05_detector": ["detector"],
+    "05_finetune": ["detector"],
     "06_evaluation": ["data", "diffusion", "evaluate", "synthesis"],
     "07_rendered": ["evaluate", "rendered"],
     "08_dense": ["data", "evaluate", "dense"],
@@ -50,6 +55,11 @@ def data_dir(profile: str, root: Path = ROOT) -> Path:
     return root / "data" / profile
 
 
+def models_dir(profile: str, root: Path = ROOT) -> Path:
+    """Trained models: the autoencoder, the generators (diffusers layouts), the detectors."""
+    return root / "models" / profile
+
+
 def results_dir(profile: str, root: Path = ROOT) -> Path:
     return root / "results" / profile
 
@@ -61,8 +71,23 @@ def generated_dir(profile: str, root: Path = ROOT) -> Path:
 
 # --- parameters -----------------------------------------------------------------------------
 
+class Section(dict):
+    """A notebook's params section as papermill may give it, key by key: ``-p data.val_fraction 0.3``
+    becomes the assignment ``data.val_fraction = 0.3`` in papermill's injected cell, which sets
+    ``{"val_fraction": 0.3}`` here (nested keys make nested sections). Empty: the profile's values.
+    Checked like any override by :func:`resolve_parameters`."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.setdefault(name, Section())
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
 def _type_name(value) -> str:
-    return "null" if value is None else type(value).__name__
+    return "null" if value is None else "dict" if isinstance(value, dict) else type(value).__name__
 
 
 def _check_type(key: str, value, reference) -> None:
@@ -170,6 +195,108 @@ def resolve_parameters(stage: str, profile: str, overrides: dict | None = None, 
     return {s: _merge(params[s], overrides.get(s), s) for s in sections}
 
 
+# --- the DVC pipelines ----------------------------------------------------------------------
+
+def _module_file(parts: list[str], root: Path) -> Path | None:
+    """["lib", "core", "crop"] -> lib/core/crop.py or lib/core/__init__.py; None outside lib."""
+    p = root.joinpath(*parts)
+    if p.with_suffix(".py").is_file():
+        return p.with_suffix(".py")
+    return p / "__init__.py" if (p / "__init__.py").is_file() else None
+
+
+def module_imports(path: Path, source: str | None = None, root: Path = ROOT) -> set[Path]:
+    """The lib files that importing the module at ``path`` executes directly: each imported
+    module and the package ``__init__`` files on its way, lazy imports included."""
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    targets = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets += [a.name.split(".") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - (node.level - 1)] if node.level else []
+            mod = base + (node.module.split(".") if node.module else [])
+            targets += [mod] + [mod + [a.name] for a in node.names]  # a name may be a module
+    return {f for t in targets if t[:1] == ["lib"] for i in range(1, len(t) + 1)
+            if (f := _module_file(t[:i], root))}
+
+
+def module_closure(files, root: Path = ROOT) -> set[Path]:
+    """``files`` and every lib file they import, in turn."""
+    todo, seen = list(files), set()
+    while todo:
+        f = todo.pop()
+        if f not in seen:
+            seen.add(f)
+            todo.extend(module_imports(f, root=root))
+    return seen
+
+
+def notebook_lib_files(notebook: Path, root: Path = ROOT) -> list[str]:
+    """The lib files a notebook runs (its imports and theirs), as sorted paths relative to ``root``:
+    exactly a stage's code dependencies."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    src = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    src = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
+    files = module_closure(module_imports(root / "notebooks" / "notebook.py", src, root), root)
+    return sorted(str(f.relative_to(root)) for f in files)
+
+
+TEMPLATE = Path("pipelines") / "stages.yaml"
+ROOT_PROFILE = "cpu"  # the profile at the root (dvc.yaml, dvc.lock): its results are committed
+
+
+def dvc_file(profile: str) -> Path:
+    """Where a profile's pipeline lives, relative to the project root."""
+    return Path("dvc.yaml") if profile == ROOT_PROFILE else Path("pipelines") / profile / "dvc.yaml"
+
+
+def dvc_files(root: Path = ROOT) -> dict[Path, str]:
+    """Every profile's dvc.yaml, written from the template: the profile's name put in, the lib
+    files each notebook runs listed after it, paths made relative to where the file lives, and
+    the data root read by DVC from the profile's params (procedural profiles: the generator)."""
+    template = (root / TEMPLATE).read_text()
+    body = template[template.index("stages:\n"):]
+    out = {}
+    for profile in PROFILES:
+        path = dvc_file(profile)
+        top = "../" * (len(path.parts) - 1)  # from the file's folder to the project root
+        text = body.replace("${profile}", profile)
+        text = re.sub(r"^(\s+)- (notebooks/\S+\.ipynb)\n",
+                      lambda m: "".join(f"{m[1]}- {f}\n" for f in [m[2], *notebook_lib_files(root / m[2], root)]),
+                      text, flags=re.M)
+        if top:
+            text = text.replace("    wdir: ../..\n", f"    wdir: {top.rstrip('/')}\n")
+        else:
+            text = text.replace("    wdir: ../..\n", "")
+        text = text.replace("../../results/", f"{top}results/")
+        head = (f"# The {profile} profile's pipeline (params/{profile}.yaml), written by `python -m lib.pipeline dvc`\n"
+                f"# from {TEMPLATE}: edit that file, then run the command (tests/test_pipeline.py checks they agree).\n")
+        if load_params(profile, root)["data"]["root"] is None:
+            text = text.replace("${data_root}", "lib/data/procedural.py  # no data root: procedural faces")
+        else:
+            text = text.replace("${data_root}", "${data.root}  # data.root of the params")
+            head += f"vars:\n  - {top}params/{profile}.yaml:data\n"
+        out[path] = head + text
+    return out
+
+
+def write_dvc_files(root: Path = ROOT, check: bool = False) -> list[Path]:
+    """Write (or, with ``check``, only compare) every profile's dvc.yaml; returns those that differed."""
+    stale = []
+    for path, text in dvc_files(root).items():
+        target = root / path
+        if not target.is_file() or target.is_symlink() or target.read_text() != text:
+            stale.append(path)
+            if not check:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.unlink(missing_ok=True)
+                target.write_text(text)
+    return stale
+
+
 # --- running a stage ------------------------------------------------------------------------
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -227,7 +354,14 @@ def main(argv=None) -> int:
     r.add_argument("--profile", choices=PROFILES, default="demo")
     r.add_argument("-p", "--param", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override one params key, e.g. detector.train.steps=100 (repeatable)")
+    d = sub.add_parser("dvc", help=f"write every profile's dvc.yaml from {TEMPLATE}", allow_abbrev=False)
+    d.add_argument("--check", action="store_true", help="only report the files that differ (exit 1 if any)")
     a = ap.parse_args(argv)
+    if a.cmd == "dvc":
+        stale = write_dvc_files(check=a.check)
+        for path in stale:
+            print(f"{path}: {'differs from' if a.check else 'written from'} {TEMPLATE}")
+        return 1 if a.check and stale else 0
     overrides: dict = {}
     try:
         for text in a.param:

@@ -92,49 +92,16 @@ def test_only_evaluation_imports_evaluation():
             assert "evaluation" not in lib_imports(f), f"{f.relative_to(REPO)} imports lib.evaluation"
 
 
-def _resolve(parts):
-    """["lib", "core", "crop"] -> lib/core/crop.py or lib/core/__init__.py; None outside lib."""
-    p = REPO.joinpath(*parts)
-    if p.with_suffix(".py").is_file():
-        return p.with_suffix(".py")
-    return p / "__init__.py" if (p / "__init__.py").is_file() else None
-
-
 def module_imports(path, source=None):
-    """The lib files that importing the module at ``path`` executes directly: each imported
-    module and the package ``__init__`` files on its way, lazy imports included."""
-    tree = ast.parse(path.read_text() if source is None else source, str(path))
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path)[:-1]
-    targets = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets += [a.name.split(".") for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - (node.level - 1)] if node.level else []
-            mod = base + (node.module.split(".") if node.module else [])
-            targets += [mod] + [mod + [a.name] for a in node.names]  # a name may be a module
-    return {f for t in targets if t[:1] == ["lib"] for i in range(1, len(t) + 1) if (f := _resolve(t[:i]))}
-
-
-def module_closure(files):
-    todo, seen = list(files), set()
-    while todo:
-        f = todo.pop()
-        if f not in seen:
-            seen.add(f)
-            todo.extend(module_imports(f))
-    return seen
+    return pipeline.module_imports(path, source, REPO)
 
 
 def notebook_modules(nb):
-    cells = json.loads(nb.read_text())["cells"]
-    src = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    src = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
-    return module_closure(module_imports(REPO / "notebooks" / "notebook.py", src))
+    return set(pipeline.notebook_lib_files(nb, REPO))
 
 
 def test_the_module_closure_follows_relative_and_lazy_imports():
-    files = module_closure(module_imports(REPO / "notebooks" / "notebook.py", "from lib.detector import model\n"))
+    files = pipeline.module_closure(module_imports(REPO / "notebooks" / "notebook.py", "from lib.detector import model\n"), REPO)
     rel = {str(f.relative_to(REPO)) for f in files}
     assert {"lib/__init__.py", "lib/detector/__init__.py", "lib/detector/model.py", "lib/detector/heatmaps.py",
             "lib/core/crop.py", "lib/core/faces.py"} <= rel
@@ -142,12 +109,13 @@ def test_the_module_closure_follows_relative_and_lazy_imports():
 
 
 def test_every_stage_depends_on_exactly_the_lib_modules_its_notebook_runs():
-    stages = yaml.safe_load((REPO / "pipelines" / "stages.yaml").read_text())["stages"]
+    """The generator writes each notebook's lib files into its stage (lib.pipeline.dvc_files)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     by_notebook = {s["cmd"].split()[4]: s for s in stages.values()}
     assert set(by_notebook) == set(pipeline.STAGE_SECTIONS), "one stage per notebook"
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
         listed = {d for d in by_notebook[nb.stem]["deps"] if d.startswith("lib/")}
-        needed = {str(f.relative_to(REPO)) for f in notebook_modules(nb)}
+        needed = notebook_modules(nb)
         assert needed, f"{nb.name}: no lib imports found"
-        assert listed == needed, (f"pipelines/stages.yaml, stage of {nb.name}: lacks {sorted(needed - listed)}, "
-                                  f"lists unused {sorted(listed - needed)} (the lib modules it runs: {sorted(needed)})")
+        assert listed == needed, (f"dvc.yaml, stage of {nb.name}: lacks {sorted(needed - listed)}, lists unused "
+                                  f"{sorted(listed - needed)}: run python -m lib.pipeline dvc")

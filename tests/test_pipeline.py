@@ -25,26 +25,51 @@ def test_every_profile_is_complete():
 STAGES = REPO / "pipelines" / "stages.yaml"
 
 
-def test_every_profile_has_a_pipeline():
-    """pipelines/<profile>/dvc.yaml is the one definition; profile.yaml beside it matches the params."""
+def test_every_profile_pipeline_is_written_from_the_template():
+    """dvc.yaml (cpu) and pipelines/<profile>/dvc.yaml are what `python -m lib.pipeline dvc` writes, as
+    regular files: DVC reads a committed symlink's text, not its target, when it compares revisions."""
+    assert pipeline.write_dvc_files(check=True) == [], "run: python -m lib.pipeline dvc"
+    files = {pipeline.dvc_file(p) for p in pipeline.PROFILES}
+    assert files == {Path("dvc.yaml"), *(Path("pipelines") / p / "dvc.yaml" for p in ("smoke", "demo", "paper"))}
+    tracked = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    links = [line.split("\t")[1] for line in tracked.splitlines() if line.startswith("120000")]
+    assert not links, f"symlinks in git: {links}"
     for profile in pipeline.PROFILES:
-        folder = REPO / "pipelines" / profile
-        link = folder / "dvc.yaml"
-        assert link.is_symlink() and link.resolve() == STAGES.resolve(), f"{link} must link to ../stages.yaml"
-        vars_ = yaml.safe_load((folder / "profile.yaml").read_text())
+        text = (REPO / pipeline.dvc_file(profile)).read_text()
+        assert "${profile}" not in text and f"--profile {profile}\n" in text
         root = pipeline.load_params(profile)["data"]["root"]
-        assert vars_ == {"profile": profile, "data_root": root or "lib/data/procedural.py"}, folder / "profile.yaml"
+        assert ("${data.root}" in text) == (root is not None)  # DVC reads the data root from the params
+
+
+def test_the_generator_notices_a_stale_or_linked_file(tmp_path):
+    for d in ("lib", "notebooks", "params", "pipelines"):
+        shutil.copytree(REPO / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock", "dvc.yaml"))
+    assert len(pipeline.write_dvc_files(tmp_path)) == 4 and pipeline.write_dvc_files(tmp_path, check=True) == []
+    (tmp_path / "pipelines" / "demo" / "dvc.yaml").unlink()
+    (tmp_path / "pipelines" / "demo" / "dvc.yaml").symlink_to("../stages.yaml")
+    with (tmp_path / "notebooks" / "05_detector.ipynb").open("r+") as f:  # a new import: a new dependency
+        nb = json.load(f)
+        nb["cells"][3]["source"].insert(0, "from lib.generator import edits\n")
+        f.seek(0), f.write(json.dumps(nb)), f.truncate()
+    assert sorted(map(str, pipeline.write_dvc_files(tmp_path, check=True))) == ["dvc.yaml", "pipelines/demo/dvc.yaml",
+                                                                                "pipelines/paper/dvc.yaml", "pipelines/smoke/dvc.yaml"]
+    pipeline.write_dvc_files(tmp_path)
+    assert not (tmp_path / "pipelines" / "demo" / "dvc.yaml").is_symlink()
+    assert "lib/generator/edits.py" in yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]["detector"]["deps"]
 
 
 def test_dvc_stages_match_notebooks_and_params():
-    stages = yaml.safe_load(STAGES.read_text())["stages"]
+    stages = yaml.safe_load((REPO / "pipelines" / "smoke" / "dvc.yaml").read_text())["stages"]
     assert len(stages) == len(pipeline.STAGE_SECTIONS)
     for stage in stages.values():
         assert stage["wdir"] == "../.."
         notebook = stage["cmd"].split()[4]
         assert f"notebooks/{notebook}.ipynb" in stage["deps"]
-        sections = {k.split(".")[0] for k in stage["params"][0]["params/${profile}.yaml"]}
+        sections = {k.split(".")[0] for k in stage["params"][0]["params/smoke.yaml"]}
         assert sections <= set(pipeline.STAGE_SECTIONS[notebook])
+    # the real-only detector needs data prep only: no diffusion stage stands before it
+    assert set(stages["detector"]["deps"]) & {"generated/smoke/synthetic", "models/smoke/stage2"} == set()
+    assert "models/smoke/detector_real" in stages["finetune"]["deps"]
 
 
 def test_source_notebooks_have_no_outputs_and_a_parameters_cell():
@@ -58,7 +83,7 @@ def test_resolve_parameters_deep_merges_a_partial_section():
     profile = pipeline.load_params("smoke")
     got = pipeline.resolve_parameters("01_data_prep", "smoke", {"data": {"val_fraction": 0.3}})
     assert got == {"data": {**profile["data"], "val_fraction": 0.3}}
-    got = pipeline.resolve_parameters("05_detector_finetune", "smoke", pipeline.parse_assignment("detector.train.steps=100"))
+    got = pipeline.resolve_parameters("05_detector", "smoke", pipeline.parse_assignment("detector.train.steps=100"))
     assert got["detector"]["train"]["steps"] == 100 and got["detector"]["train"]["lr"] == profile["detector"]["train"]["lr"]
     assert got["detector"]["model"] == profile["detector"]["model"]
     # sections left at None (the notebooks' defaults) are the profile's; ints pass for floats
@@ -79,6 +104,26 @@ def test_resolve_parameters_deep_merges_a_partial_section():
 def test_resolve_parameters_rejects_unknown_keys_and_wrong_types(overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         pipeline.resolve_parameters("01_data_prep", "smoke", overrides)
+
+
+def test_a_section_papermill_fills_key_by_key_is_an_override():
+    """papermill's `-p data.val_fraction 0.3` is the assignment `data.val_fraction = 0.3` in its injected
+    cell, run after the notebook's parameters cell (`data = Section()`)."""
+    data = pipeline.Section()
+    exec("data.val_fraction = 0.3\ndata.procedural.size = 48", {"data": data})
+    got = pipeline.resolve_parameters("01_data_prep", "smoke", {"data": data})["data"]
+    assert got["val_fraction"] == 0.3 and got["procedural"]["size"] == 48
+    assert got["crop_size"] == pipeline.load_params("smoke")["data"]["crop_size"]
+    assert pipeline.resolve_parameters("01_data_prep", "smoke", {"data": pipeline.Section()}) == \
+        pipeline.resolve_parameters("01_data_prep", "smoke", {"data": None})
+    typo = pipeline.Section()
+    typo.val_fracton = 0.3
+    with pytest.raises(ValueError, match="unknown parameter data.val_fracton"):
+        pipeline.resolve_parameters("01_data_prep", "smoke", {"data": typo})
+    leaf = pipeline.Section()
+    leaf.val_fraction.x = 1
+    with pytest.raises(ValueError, match="data.val_fraction: expected float .*, got dict"):
+        pipeline.resolve_parameters("01_data_prep", "smoke", {"data": leaf})
 
 
 def test_resolve_parameters_rejects_a_misspelt_papermill_parameter():
@@ -109,11 +154,11 @@ def _copy_project(work):
     for d in ("lib", "notebooks", "params", "pipelines"):
         shutil.copytree(REPO / d, work / d, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
     for f in (".dvc/config", ".dvc/.gitignore", ".dvc/plots/ced.json", ".dvcignore", ".gitignore", "study",
-              "requirements.txt", "constraints.txt"):
+              "requirements.txt", "constraints.txt", "pyproject.toml", "dvc.yaml"):
         (work / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, work / f)
     # the run records as committed (a local run may have replaced a placeholder in this checkout)
-    for lock in REPO.glob("pipelines/*/dvc.lock"):
+    for lock in [REPO / "dvc.lock", *REPO.glob("pipelines/*/dvc.lock")]:
         committed = subprocess.run(["git", "show", f":{lock.relative_to(REPO)}"], cwd=REPO, capture_output=True, text=True)
         if committed.returncode == 0:
             (work / lock.relative_to(REPO)).write_text(committed.stdout)
@@ -132,12 +177,13 @@ def _env(tmp_path):
 def test_dvc_reads_every_profile_pipeline(tmp_path):
     work = tmp_path / "study"
     _copy_project(work)
-    r = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "-R", "pipelines"], cwd=work, env=_env(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all"], cwd=work, env=_env(tmp_path),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for profile in pipeline.PROFILES:
         for stage in yaml.safe_load(STAGES.read_text())["stages"]:
-            assert f"pipelines/{profile}/dvc.yaml:{stage}" in r.stdout
+            name = stage if profile == pipeline.ROOT_PROFILE else f"pipelines/{profile}/dvc.yaml:{stage}"
+            assert re.search(rf"^{re.escape(name)}\s", r.stdout, re.M), name
 
 
 @pytest.mark.slow
@@ -222,20 +268,38 @@ def test_smoke_pipeline_under_dvc(tmp_path):
              if path.endswith("results/smoke/metrics.json")]
     assert found and "error" not in found[0], metrics
     data = found[0]["data"]
-    assert set(data["table1"]) == {"test_photo", "test_cartoon", "test_caricature"}
-    assert all({"nme", "nme_ci_low", "nme_ci_high", "seeds", "fr_10", "auc_10", "n"} <= set(row)
-               for t in data["table1"].values() for row in t.values())
-    assert set(data["paired"]) == {"test_photo", "test_cartoon", "test_caricature"}
+    # the headline figures only (lib.evaluation.headline): Table 1's NME per method, the study's main comparisons
+    # (ours_vs_foa is left out: smoke declares no interpolated Face of Art baseline), alignment over all styles
+    assert list(data) == ["table1", "paired", "alignment"]
+    assert set(data["table1"]) == set(data["paired"]) == {"test_photo", "test_cartoon", "test_caricature"}
+    assert all(len(t) == 15 and all(isinstance(v, float) for v in t.values()) for t in data["table1"].values())
+    assert {"ours_two_stage_synthetic", "real_only_landmark_box", "few_shot_real_only",
+            "paper_s_recipe_two_stage_set_alone", "dlib_detector_box", "mean_shape"} <= set(data["table1"]["test_photo"])
+    assert all(list(c) == ["ours_vs_real", "paper_vs_real", "ours_vs_fewshot"]
+               and all(set(d) == {"delta", "ci_low", "ci_high"} for d in c.values()) for c in data["paired"].values())
     assert set(data["alignment"]) == {"two_stage", "one_step", "stage1_only", "two_stage_warp", "two_stage_warp_exaggeration"}
+    assert all("nme" in a and set(a) <= {"nme", "style_acc"} for a in data["alignment"].values())
+    # strict JSON (no NaN: a missing value is null), and tens of numbers: 15 x 3 + 3 x 3 x 3 + 5 x 2
+    from lib.evaluation.headline import count_numbers
+    written = json.loads((work / "results" / "smoke" / "metrics.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"metrics.json is not strict JSON: {c}"))
+    assert count_numbers(written) == 82
     dvc("metrics", "diff")
-    # DVC's plots: one CED curve per test set, training curves from the model folders
+    # DVC's plots: one CED curve per test set, and training curves, all from small CSVs in results/<profile>/plots
+    plots = work / "results" / "smoke" / "plots"
     for test_set in ("test_photo", "test_cartoon", "test_caricature"):
-        ced = pd.read_csv(work / "results" / "smoke" / "plots" / f"ced_{test_set}.csv")
+        ced = pd.read_csv(plots / "ced" / f"{test_set}.csv")
         assert list(ced.columns) == ["method", "nme", "fraction"]
-    dvc("plots", "show", "-o", str(tmp_path / "plots"))
-    page = (tmp_path / "plots" / "index.html").read_text()
-    for name in ("ced_test_photo", "smoke/diffusion_loss", "smoke/detector_loss", "smoke/detector_val_nme"):
-        assert name in page, name
+    curves = sorted(str(f.relative_to(plots)) for f in plots.rglob("*.csv") if f.parent.name != "ced")
+    assert curves == ["detector/detector_real.csv", *(f"finetune/{n}.csv" for n in sorted(finetunes.index)),
+                      "stage1/autoencoder.csv", "stage1/critic.csv", "stage1/stage1.csv",
+                      "stage2/onestep.csv", "stage2/stage2.csv"], curves
+    assert list(pd.read_csv(plots / "detector" / "detector_real.csv").columns) == ["step", "loss", "val_nme"]
+    shown = dvc("plots", "show", "--json")
+    for name in ("results/smoke/plots/ced/test_photo.csv", "results/smoke/plots/stage2/onestep.csv",
+                 "results/smoke/plots/finetune/fewshot.csv", "smoke/generator_loss", "smoke/detector_val_nme"):
+        assert name in shown, name
+    assert "error" not in json.loads(shown).get("errors", "") and json.loads(shown).get("errors") in (None, [], {})
 
     # no tracked file changed: git status is clean, the run's record is kept locally
     status = subprocess.run(["git", "status", "--porcelain"], cwd=work, capture_output=True, text=True, check=True).stdout

@@ -5,6 +5,7 @@ committed figures and notebooks hold no licensed pixels."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -126,6 +127,24 @@ def training_curves(history, title: str, window: int = 50):
     fig.suptitle(f"{title} ({training_time(history)})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def save_curve(history, path, window: int = 50, points: int = 200) -> "pd.DataFrame":
+    """A training run's curve as a small CSV for `dvc plots` (``results/<profile>/plots/``): the
+    loss as the mean of ``window`` steps and, where the history has it, the validation NME, at
+    the steps it was measured; a history without it is thinned to about ``points`` rows."""
+    import pandas as pd
+    smooth = history.assign(loss=history["loss"].rolling(window, min_periods=1).mean())
+    if "val_nme" in history and history["val_nme"].notna().any():
+        curve = smooth.dropna(subset=["val_nme"])[["step", "loss", "val_nme"]]
+    else:
+        every = max(1, -(-len(smooth) // points))
+        rows = sorted(set(range(every - 1, len(smooth), every)) | {len(smooth) - 1})
+        curve = smooth.iloc[rows][["step", "loss"]]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    curve.astype({"step": int}).to_csv(path, index=False, float_format="%.6g")
+    return pd.read_csv(path)
 
 
 def latest_samples(folder) -> np.ndarray:

@@ -31,3 +31,18 @@ def test_show_figure_writes_the_jpeg_it_embeds_and_closes_the_figure(tmp_path, s
     plots.show_figure(fig, tmp_path / "faces.jpg", dpi=50)
     assert (tmp_path / "faces.jpg").read_bytes() == shown[0].data and shown[0].data[:2] == b"\xff\xd8"
     assert fig.number not in plt.get_fignums()
+
+
+def test_save_curve_keeps_the_validation_steps_or_thins_the_loss(tmp_path):
+    import pandas as pd
+    steps = np.arange(1, 1001)
+    history = pd.DataFrame({"step": steps, "loss": 1.0 / steps, "seconds": steps * 0.1,
+                            "val_nme": np.where(steps % 250 == 0, 5.0 - steps / 1000, np.nan)})
+    curve = plots.save_curve(history, tmp_path / "plots" / "detector.csv", window=10)
+    assert list(curve.columns) == ["step", "loss", "val_nme"] and curve["step"].tolist() == [250, 500, 750, 1000]
+    assert curve["loss"].iloc[-1] == pytest.approx(np.mean(1.0 / steps[-10:]), rel=1e-4)  # the smoothed loss
+    assert pd.read_csv(tmp_path / "plots" / "detector.csv").equals(curve)
+    generator = plots.save_curve(history.drop(columns="val_nme"), tmp_path / "g.csv", points=100)
+    assert list(generator.columns) == ["step", "loss"] and 100 <= len(generator) <= 101
+    assert generator["step"].iloc[-1] == 1000 and generator["step"].is_monotonic_increasing
+    assert not pd.read_csv(tmp_path / "g.csv").isna().any().any()
