@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     params = pipeline.load_params(args.profile)
     syn, generated = params["synthesis"], pipeline.generated_dir(args.profile)
     clf, acc = sc.train_style_classifier(generated / "multidomain", resolution=params["diffusion"]["model"]["resolution"])
-    folder = pipeline.ROOT / "models" / args.profile / "detector_real"
+    folder = pipeline.models_dir(args.profile) / "detector_real"
     real = Detector(folder, "landmarks", "real only")
     sets = {g: generated / "synthetic" / g for g in [*syn["generators"], *syn["warp_first"]["sets"]]}
     controls = {g: generated / "synthetic" / "unedited" / g for g in syn["generators"]}

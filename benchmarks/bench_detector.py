@@ -85,7 +85,7 @@ def main():
     ap.add_argument("--compare", nargs="*", default=[], help="other detector folders timed in the same rounds")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    folder = pipeline.ROOT / "models" / a.profile / "detector_real"
+    folder = pipeline.models_dir(a.profile) / "detector_real"
     if not (folder / "model.safetensors").exists():
         cfg = NetworkConfig(**pipeline.load_params(a.profile)["detector"]["model"])
         folder = Path(tempfile.mkdtemp()) / "untrained"

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     if model.get("pretrained"):
         print("this benchmark is for the small profiles (a UNet built from config)")
         return 1
-    models = pipeline.ROOT / "models" / a.profile
+    models = pipeline.models_dir(a.profile)
     with tempfile.TemporaryDirectory() as tmp:
         ae_dir = models / "autoencoder"
         if not (ae_dir / "config.json").exists():  # an untrained autoencoder of the same shape costs the same

@@ -133,7 +133,7 @@ def larger_synthetic_set(profile: str, per_style: int, work: Path) -> Path:
     items = syn.plan(train.points, synthesis["styles"], per_style, res, synthesis["seed"], synthesis["edits_per_face"],
                      synthesis["edits"], synthesis["exaggeration"])
     out = work / "drawn" / f"synthetic_two_stage_x{per_style}"
-    pipe = dm.load_generator(pipeline.ROOT / "models" / profile / synthesis["generators"]["two_stage"])
+    pipe = dm.load_generator(pipeline.models_dir(profile) / synthesis["generators"]["two_stage"])
     syn.synthesise(pipe, items, out, res, synthesis["steps"], guidance, synthesis["batch_size"], progress=False,
                    mixed_precision=synthesis["mixed_precision"])
     return out
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     seeds = args.seeds if args.seeds is not None else ft["seeds"][:2]
     data_dir = pipeline.data_dir(args.profile)
     crops, generated = data_dir / "crops", pipeline.generated_dir(args.profile)
-    init = pipeline.ROOT / "models" / args.profile / "detector_real"
+    init = pipeline.models_dir(args.profile) / "detector_real"
     if not (init / "model.safetensors").is_file():
         raise SystemExit(f"needs the real-only detector {init}: run notebook 05 of profile {args.profile} first")
     errors: list[str] = []

@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     params = pipeline.load_params(args.profile)
     diffusion = params["diffusion"]
     data_dir, generated = pipeline.data_dir(args.profile), pipeline.generated_dir(args.profile)
-    models = pipeline.ROOT / "models" / args.profile
+    models = pipeline.models_dir(args.profile)
     if not (models / "autoencoder" / "config.json").exists() or not (generated / "multidomain" / "manifest.csv").exists():
         raise SystemExit(f"needs {models}/autoencoder and {generated}/multidomain: run the profile's stage1 "
                          "notebook's autoencoder step and notebook 03's set first")

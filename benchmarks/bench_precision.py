@@ -151,7 +151,7 @@ def sampling(params: dict, profile: str) -> list[dict]:
     from lib.evaluation import predictors as pr
     from lib.evaluation import style_classifier as sc
     synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
-    data_dir, models = pipeline.data_dir(profile), pipeline.ROOT / "models" / profile
+    data_dir, models = pipeline.data_dir(profile), pipeline.models_dir(profile)
     val = dm.PairSet(ds.read_dataset(data_dir / "crops" / "val", "300w"), res)
     judge = pr.build("dlib_box")
     clf, _ = sc.train_style_classifier(pipeline.generated_dir(profile) / "multidomain", resolution=res)
@@ -182,7 +182,7 @@ def train_stage1(profile: str, precision: str, steps: int, work: Path) -> Path:
     import shutil
 
     params = pipeline.load_params(profile)
-    diffusion, models = params["diffusion"], pipeline.ROOT / "models" / profile
+    diffusion, models = params["diffusion"], pipeline.models_dir(profile)
     stage = {**diffusion["stage1"], "steps": steps, "mixed_precision": precision, "sample_every": 10 ** 9,
              "checkpoint_every": 10 ** 9}
     out = work / precision
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"profile {args.profile}: mixed precision on a GPU is accelerate's; this bench is for CPUs")
     threads = params["diffusion"]["stage1"].get("threads") or torch.get_num_threads()
     torch.set_num_threads(threads)
-    models = pipeline.ROOT / "models" / args.profile
+    models = pipeline.models_dir(args.profile)
     head = f"{args.profile} profile, {threads} threads, {cpu_description()}."
     if "speed" in args.parts:
         write_table(pd.DataFrame(speed(params, models)), f"Speed, float32 against bf16 autocast. {head}",

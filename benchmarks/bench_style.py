@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     params = pipeline.load_params(args.profile)
     diffusion = params["diffusion"]
     data_dir, generated = pipeline.data_dir(args.profile), pipeline.generated_dir(args.profile)
-    models = pipeline.ROOT / "models" / args.profile
+    models = pipeline.models_dir(args.profile)
     if not (models / "stage1" / "model_index.json").exists() or not (generated / "multidomain" / "manifest.csv").exists():
         raise SystemExit(f"needs {models}/stage1 and {generated}/multidomain: run the profile's notebooks 02 and 03 first")
     res = diffusion["model"]["resolution"]

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     work = Path(tempfile.mkdtemp())
-    folder = pipeline.ROOT / "models" / a.profile / "detector_real"
+    folder = pipeline.models_dir(a.profile) / "detector_real"
     if not (folder / "model.safetensors").exists():
         folder = work / "untrained"
         cfg = NetworkConfig(**pipeline.load_params(a.profile)["detector"]["model"])

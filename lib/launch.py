@@ -2,22 +2,28 @@
 GPUs, under ``accelerate launch``:
 
     accelerate launch --num_processes 4 -m lib.launch stage1 --profile paper
+    python -m lib.launch multidomain --profile paper       # the stage-2 set; one process, no training
     accelerate launch --num_processes 4 -m lib.launch stage2 --profile paper
     python -m lib.launch autoencoder --profile demo        # small profiles; one process
     python -m lib.launch critic --profile cpu              # where a stage uses the consistency loss
 
-Stages (``lib.generator.stages``): ``autoencoder`` (small profiles' latent
+The whole sequence, from data prep to the notebooks: docs/multi-gpu.md.
+
+Targets (``lib.generator.stages``): ``autoencoder`` (small profiles' latent
 space; nothing to do for a pretrained base; one process only), ``critic`` (the
 landmark critic of the consistency loss, ``lib.detector.critic``; nothing to do where
 no stage sets ``consistency_weight``; one process only), ``stage1``,
-``stage2`` (needs stage 1 and the multi-domain set that notebook 03 writes to
-``generated/<profile>/multidomain``), ``onestep`` (needs the multi-domain set).
+``multidomain`` (builds the multi-domain set of stage 2 and the one-step model in
+``generated/<profile>/multidomain``, as notebook 03 does; no training; one process only),
+``stage2`` (needs stage 1 and the multi-domain set), ``onestep`` (needs the
+multi-domain set).
 
 Each process takes its shard of every global batch of ``batch_size *
 processes`` pairs; the main process writes the checkpoints and the finished
-model to ``models/<profile>/<stage>``. An interrupted launch resumes from its
-last checkpoint when started again with the same number of processes (the
-process count is part of the run's settings: it sets the global batch).
+model to ``models/<profile>/<stage>``. A finished model is picked up as it is
+by any later call (the notebooks' single process trains 0 steps). An
+interrupted launch resumes from its last checkpoint when started again; start
+it with the same number of processes, which sets its global batch.
 
 On CPUs (no GPU; tests): accelerate 1.x's ``--cpu`` starts one process unless
 under mpirun, so start torchrun processes and tell them to use the CPU (gloo):
@@ -39,23 +45,20 @@ from pathlib import Path
 
 from . import pipeline
 
-STAGES = ("autoencoder", "critic", "stage1", "stage2", "onestep")
+STAGES = ("autoencoder", "critic", "stage1", "multidomain", "stage2", "onestep")
+ONE_PROCESS = ("autoencoder", "critic", "multidomain")  # no training on several processes
 
 
 class LaunchError(Exception):
     """A problem found before training: the message says what to do."""
 
 
-def models_dir(profile: str, root: Path = pipeline.ROOT) -> Path:
-    return Path(root) / "models" / profile
-
-
 def check_inputs(stage: str, diffusion: dict, data: Path, generated: Path, models: Path, processes: int) -> None:
     """Raise LaunchError naming what `stage` lacks (and how to make it)."""
     if stage not in STAGES:
         raise LaunchError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
-    if stage in ("autoencoder", "critic") and processes > 1:
-        raise LaunchError(f"the {stage} trains on one process only (this launch has {processes}); "
+    if stage in ONE_PROCESS and processes > 1:
+        raise LaunchError(f"{stage} runs on one process only (this launch has {processes}); "
                           f"run: python -m lib.launch {stage} --profile <profile>")
     crops = Path(data) / "crops"
     for split in ("train", "val"):
@@ -63,8 +66,10 @@ def check_inputs(stage: str, diffusion: dict, data: Path, generated: Path, model
             raise LaunchError(f"{crops / split}: no prepared faces; run data prep first "
                               "(python -m lib.pipeline run 01_data_prep)")
     if stage in ("stage2", "onestep") and not (Path(generated) / "multidomain" / "manifest.csv").exists():
-        raise LaunchError(f"{Path(generated) / 'multidomain'}: no multi-domain set; notebook 03 makes it "
-                          "(python -m lib.pipeline run 03_stage2 makes it, then trains both stages in the notebook)")
+        raise LaunchError(f"{Path(generated) / 'multidomain' / 'manifest.csv'}: no multi-domain set; notebook 03 makes it, "
+                          "or without training: python -m lib.launch multidomain --profile <profile>")
+    if stage == "multidomain":
+        return  # the training faces are all it reads
     pretrained = diffusion["model"].get("pretrained")
     if pretrained and not Path(pretrained).exists():
         raise LaunchError(f"{pretrained}: no Stable Diffusion here; set diffusion.model.pretrained "
@@ -100,7 +105,8 @@ def _log_shards(path: str) -> None:
 
 def run(stage: str, profile: str, root: Path = pipeline.ROOT, stop_at: int | None = None,
         progress: bool = True) -> Path | None:
-    """Train `stage` of `profile`; returns the model folder (None: nothing to train)."""
+    """Train `stage` of `profile` (or build its multi-domain set); returns the model folder (the
+    set's folder for ``multidomain``; None: nothing to train)."""
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
@@ -112,12 +118,21 @@ def run(stage: str, profile: str, root: Path = pipeline.ROOT, stop_at: int | Non
     except FileNotFoundError as exc:
         raise LaunchError(str(exc)) from None
     diffusion = params["diffusion"]
-    data, generated, models = pipeline.data_dir(profile, root), pipeline.generated_dir(profile, root), models_dir(profile, root)
+    data, generated, models = pipeline.data_dir(profile, root), pipeline.generated_dir(profile, root), pipeline.models_dir(profile, root)
     # the state Accelerator will find; with ACCELERATE_USE_CPU several processes join a gloo group
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     check_inputs(stage, diffusion, data, generated, models, state.num_processes)
     if os.environ.get("MDFLD_LOG_SHARDS"):
         _log_shards(os.environ["MDFLD_LOG_SHARDS"])
+    if stage == "multidomain":
+        errors: list[str] = []
+        rows = stages.make_multidomain(diffusion, data, generated, errors)
+        out = generated / "multidomain"
+        for e in errors:
+            print(f"skipped: {e}", file=sys.stderr, flush=True)
+        print(f"multidomain of {profile}: {len(rows)} pairs in {len({r['style'] for r in rows})} styles "
+              f"({len(errors)} faces skipped) in {out}", flush=True)
+        return out
     if stage == "autoencoder":
         if stages.train_autoencoder(diffusion, data, models, progress=progress) is None:
             print(f"{profile}: pretrained base, its own autoencoder is used; nothing to train", flush=True)
@@ -151,7 +166,8 @@ def run(stage: str, profile: str, root: Path = pipeline.ROOT, stop_at: int | Non
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="accelerate launch [--num_processes N] -m lib.launch",
-                                 description="Train one generator stage of a profile (see lib/launch.py).")
+                                 description="Train one generator stage of a profile, or build the "
+                                             "multi-domain set (see lib/launch.py, docs/multi-gpu.md).")
     ap.add_argument("stage", choices=STAGES)
     ap.add_argument("--profile", required=True, help="params/<profile>.yaml, e.g. paper")
     ap.add_argument("--root", type=Path, default=pipeline.ROOT, help="the project folder (default: this checkout)")

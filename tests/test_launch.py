@@ -1,8 +1,11 @@
 """``lib/launch.py``: one generator stage under ``accelerate launch``, here with
 two CPU processes (gloo) on the smoke profile's configuration, in a project
-folder made by the test (``--root``)."""
+folder made by the test (``--root``); and the whole multi-GPU recipe of
+docs/multi-gpu.md, run as written on the smoke profile in a fresh copy of the project."""
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -176,3 +179,104 @@ def test_the_critic_launches_first(project, tmp_path):
     assert launch.main(["stage1", "--profile", "smoke", "--root", str(root), "--no-progress"]) == 0
     history = pd.read_csv(models / "stage1" / "history.csv")
     assert np.isfinite(history["consistency"]).all()
+
+
+def test_the_multidomain_target_builds_the_set_of_notebook_03(project, tmp_path):
+    """`lib.launch multidomain` (one process, no training) writes the set stage 2 and one-step read."""
+    root = tmp_path / "p"
+    (root / "params").mkdir(parents=True)
+    shutil.copy(project / "params" / "smoke.yaml", root / "params" / "smoke.yaml")
+    os.symlink(project / "data", root / "data")
+    params = pipeline.load_params("smoke", root)
+    d, data, generated = params["diffusion"], pipeline.data_dir("smoke", root), pipeline.generated_dir("smoke", root)
+    with pytest.raises(launch.LaunchError, match="multidomain runs on one process only"):
+        launch.check_inputs("multidomain", d, data, generated, root / "models" / "smoke", 2)
+    with pytest.raises(launch.LaunchError, match="python -m lib.launch multidomain"):
+        launch.check_inputs("stage2", d, data, generated, root / "models" / "smoke", 1)
+    assert launch.main(["multidomain", "--profile", "smoke", "--root", str(root), "--no-progress"]) == 0
+    manifest = pd.read_csv(generated / "multidomain" / "manifest.csv")
+    md = d["multidomain"]
+    fewshot = sum(len(list((data / "crops" / s).glob("*.pts"))) for s in stages.fewshot_splits(data))
+    assert fewshot > 0 and len(manifest) == len(md["filter_styles"]) * md["per_style"] + fewshot
+    pairs, n_real, styles = stages.multidomain_pairs(generated / "multidomain", 32, md["fewshot_repeat"])
+    assert n_real == fewshot and set(styles) >= set(md["filter_styles"])
+    assert not (root / "models").exists()  # nothing trained
+    with pytest.raises(launch.LaunchError, match="no prepared faces; run data prep first"):
+        launch.check_inputs("multidomain", d, tmp_path / "nodata", generated, root / "models" / "smoke", 1)
+
+
+# ------------------------------------------------------------------ docs/multi-gpu.md, run as written
+
+RECIPE = pipeline.ROOT / "docs" / "multi-gpu.md"
+
+
+def _recipe() -> tuple[list[str], str]:
+    """The recipe's command lines (its first bash block) and the CPU form of LAUNCH it gives."""
+    text = RECIPE.read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) == 2, f"{RECIPE}: expected the recipe's bash block and the CPU LAUNCH line"
+    lines = [line for line in blocks[0].splitlines() if line.strip()]
+    assert lines[0].startswith("PROFILE=") and lines[1].startswith("LAUNCH="), \
+        f"{RECIPE}: the block must start with PROFILE=... and LAUNCH=..."
+    cpu = blocks[1].strip()
+    assert cpu.startswith('LAUNCH="env ACCELERATE_USE_CPU=true ') and cpu.endswith('"'), cpu
+    return lines, cpu[len('LAUNCH="'):-1]
+
+
+def test_the_recipe_uses_its_two_variables():
+    lines, _ = _recipe()
+    for line in lines[2:]:
+        assert "--profile $PROFILE" in line, f"{RECIPE}: {line!r} does not use $PROFILE"
+        if re.search(r"lib\.launch (stage1|stage2|onestep)\b", line):
+            assert line.startswith("$LAUNCH -m lib.launch "), f"{RECIPE}: {line!r} is not launched with $LAUNCH"
+        else:
+            assert line.startswith("python -m lib."), f"{RECIPE}: {line!r}: one process, python -m"
+    launched = [re.search(r"lib\.launch (\w+)", line)[1] for line in lines if line.startswith("$LAUNCH")]
+    assert launched == ["stage1", "stage2", "onestep"]
+
+
+def _copy_project(work: Path) -> None:
+    """The files the recipe runs: the library, the notebooks, the profiles."""
+    for d in ("lib", "notebooks", "params"):
+        shutil.copytree(pipeline.ROOT / d, work / d, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+
+
+@pytest.mark.slow
+def test_the_multi_gpu_recipe_runs_as_written(tmp_path):
+    """docs/multi-gpu.md's block on the smoke profile with 2 CPU processes, in a fresh copy of the
+    project: every command succeeds, the launches finish stage 1, stage 2 and one-step, and the
+    notebooks after them train 0 steps (they pick up the launched models, nothing is set aside)."""
+    lines, cpu_launch = _recipe()
+    with socket.socket() as s:  # a free port: other test runs may launch at the same time
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = "\n".join(["set -euo pipefail", "trap 'echo \"recipe: failed: $BASH_COMMAND\" >&2' ERR", "set -x",
+                        "PROFILE=smoke", f'LAUNCH="{cpu_launch} --main_process_port {port}"', *lines[2:], ""])
+    work = tmp_path / "study"
+    _copy_project(work)
+    (tmp_path / "recipe.sh").write_text(script)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(tmp_path / "recipe.sh")], cwd=work, env=env, capture_output=True, text=True,
+                       timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+
+    params = pipeline.load_params("smoke", work)["diffusion"]
+    models = work / "models" / "smoke"
+    for stage in stages.GENERATORS:
+        assert f"{stage} of smoke: finished model in {models / stage}" in r.stdout, r.stdout[-3000:]
+        assert json.loads((models / stage / "generator.json").read_text())["steps"] == params[stage]["steps"]
+        assert len(pd.read_csv(models / stage / "history.csv")) == params[stage]["steps"]
+        kept = sorted(p.name for p in (models / stage / "checkpoints").iterdir())
+        assert kept == ["last.safetensors"], f"{stage}: a checkpoint was set aside (retrained): {kept}"
+    assert (work / "generated" / "smoke" / "multidomain" / "manifest.csv").is_file()
+
+    # the executed notebooks: every training call found its model finished
+    trained = {}
+    for nb in ("02_stage1", "03_stage2"):
+        cells = json.loads((work / "results" / "smoke" / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
+        text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+        trained[nb] = [int(n) for n in re.findall(r"(\d+) steps trained in this run", text)]
+        assert "starting afresh" not in text, f"{nb}: {text}"
+    assert len(trained["02_stage1"]) >= 2 and len(trained["03_stage2"]) == 2, trained  # stage 1 (+ autoencoder, critic); stage 2, one-step
+    assert set(trained["02_stage1"] + trained["03_stage2"]) == {0}, trained

@@ -93,7 +93,7 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
     _write_datasets(raw)
     params = _small_paper_params(raw, stable_diffusion_dir, root)
     data_dir, generated = pipeline.data_dir(PROFILE, root), pipeline.generated_dir(PROFILE, root)
-    models = launch.models_dir(PROFILE, root)
+    models = pipeline.models_dir(PROFILE, root)
     torch.set_num_threads(1)
 
     # ---- 01 data prep

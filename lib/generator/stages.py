@@ -10,6 +10,9 @@ trained on ``stage1_pairs`` into ``critic_dir``), which the caller builds and pa
     stage1       real faces, empty prompts
     stage2       the multi-domain set with style prompts, from stage 1
     onestep      the multi-domain set from scratch (the ablation)
+
+The multi-domain set of stage 2 and the one-step model (``make_multidomain``, in
+``generated/<profile>/multidomain``) is built by notebook 03 or ``python -m lib.launch multidomain``.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..data import datasets as ds
 from . import autoencoder
 from . import diffusion as dm
 from ..core.progress import track
+from . import synthesis
 from .styles import PHOTO, style_prompt, stylise
 
 GENERATORS = ("stage1", "stage2", "onestep")
@@ -41,12 +45,38 @@ def multidomain_pairs(multidomain: Path, resolution: int, repeat: int) -> tuple[
     and the styles in order of first appearance."""
     samples = ds.read_dataset(multidomain, "synthetic")
     if not samples:
-        raise FileNotFoundError(f"{multidomain}: no multi-domain set; notebook 03 makes it")
+        raise FileNotFoundError(f"{multidomain}: no multi-domain set; notebook 03 makes it "
+                                "(or: python -m lib.launch multidomain --profile <profile>)")
     pairs = dm.PairSet([s for s in samples if s.meta["seed"] != ""], resolution, prompt=None)  # filtered faces
     real = dm.PairSet([s for s in samples if s.meta["seed"] == ""], resolution, prompt=None)
     for _ in range(repeat):
         pairs = pairs + real
     return pairs, len(real), list(dict.fromkeys(s.meta["style"] for s in samples))
+
+
+def fewshot_splits(data_dir: Path) -> list[str]:
+    """The prepared ``fewshot_<domain>`` splits of a profile (its few real domain faces)."""
+    return sorted(p.stem for p in (Path(data_dir) / "manifests").glob("fewshot_*.csv"))
+
+
+def make_multidomain(diffusion: dict, data_dir: Path, generated: Path, errors: list | None = None) -> list[dict]:
+    """Write the multi-domain set of stage 2 and the one-step model to ``generated/multidomain``
+    (images, ``.pts`` and ``manifest.csv``) and return its manifest rows: the real training faces
+    restyled by the filters (``multidomain``: ``filter_styles``, ``per_style`` faces each, chosen by
+    ``seed``) and the few real domain faces of every ``fewshot_<domain>`` split, with their domain as
+    the style. Deterministic; faces already written are kept. `errors`: unreadable faces are listed
+    there and skipped (None: raise)."""
+    md = diffusion["multidomain"]
+    data_dir, out = Path(data_dir), Path(generated) / "multidomain"
+    train = ds.read_dataset(data_dir / "crops" / "train", "300w", errors)
+    if not train:
+        raise FileNotFoundError(f"{data_dir / 'crops' / 'train'}: no prepared training faces; run data prep first")
+    rows = synthesis.restyle(train, md["filter_styles"], md["per_style"], out, md["seed"], errors=errors)
+    for split in fewshot_splits(data_dir):
+        faces = ds.read_dataset(data_dir / "crops" / split, "300w", errors)
+        rows += synthesis.add_real(faces, split.removeprefix("fewshot_"), out)
+    synthesis.write_manifest(out, rows)
+    return rows
 
 
 def preview(data_dir: Path, resolution: int, styles: list[str] | None = None) -> tuple:

@@ -37,3 +37,30 @@ def test_restyled_copies_report_and_skip_a_bad_image(tmp_path):
     assert len(out) == 3 and len(errors) == 1 and samples[0].image_path.name in errors[0]
     with pytest.raises(ds.BadInput):
         stages.restyled_copies(samples, 32, ["pop art"], 1.0, 0)
+
+
+def test_make_multidomain_restyles_the_training_faces_and_adds_the_fewshot_domains(tmp_path):
+    data = tmp_path / "data"
+    _faces(data / "crops" / "train", n=5)
+    (data / "manifests").mkdir(parents=True)
+    for split, n in (("train", 5), ("fewshot_caricature", 2), ("fewshot_cartoon", 1), ("test_cartoon", 3)):
+        (data / "manifests" / f"{split}.csv").write_text("image\n")
+        if split != "train":
+            _faces(data / "crops" / split, n=n)
+    diffusion = {"multidomain": {"filter_styles": ["photo", "pencil sketch"], "per_style": 2, "seed": 0}}
+    assert stages.fewshot_splits(data) == ["fewshot_caricature", "fewshot_cartoon"]
+    errors = []
+    rows = stages.make_multidomain(diffusion, data, tmp_path / "generated", errors)
+    assert errors == [] and [r["style"] for r in rows] == ["photo"] * 2 + ["pencil sketch"] * 2 + ["caricature"] * 2 + ["cartoon"]
+    out = tmp_path / "generated" / "multidomain"
+    samples = ds.read_dataset(out, "synthetic")
+    assert sorted(s.meta["style"] for s in samples) == sorted(r["style"] for r in rows)  # the manifest lists every row
+    assert all((out / r["image"]).is_file() and (out / r["image"]).with_suffix(".pts").is_file() for r in rows)
+    real = [r for r in rows if r["seed"] == ""]
+    assert len(real) == 3 and all(r["image"].split("/")[1].startswith("real_") for r in real)
+    # deterministic: built again (notebook 03 after `lib.launch multidomain`), the same set, files untouched
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert stages.make_multidomain(diffusion, data, tmp_path / "generated") == rows
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    with pytest.raises(FileNotFoundError, match="no prepared training faces"):
+        stages.make_multidomain(diffusion, tmp_path / "nodata", tmp_path / "g2")
