@@ -202,7 +202,10 @@ class TrainingRun:
         seconds = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
         df = pd.DataFrame(self.history)
         finished = self.step >= self.steps
-        if finished and self.is_main:
+        # the records are those of the call that trained: a call that finds the run finished leaves them as
+        # they are (their time, and the fingerprint of the folder that a later stage starts from)
+        records = (self.out / "history.csv", self.out / "timing.json")
+        if finished and self.is_main and (self.step > self.start or not all(f.exists() for f in records)):
             self.out.mkdir(parents=True, exist_ok=True)
             df.to_csv(self.out / "history.csv", index=False)
             (self.out / "timing.json").write_text(json.dumps(

@@ -66,3 +66,22 @@ def test_fingerprint_tells_data_and_weights_apart(tmp_path):
     assert fingerprint(tmp_path / "m") == before  # checkpoints are not the weights
     (tmp_path / "m" / "model.safetensors").write_bytes(b"retrained")
     assert fingerprint(tmp_path / "m") != before
+
+
+def test_a_call_that_finds_the_run_finished_leaves_its_records(tmp_path):
+    def train():
+        m = torch.nn.Linear(2, 2)
+        run = t.TrainingRun(tmp_path, {"a": 1}, steps=2, checkpoint_every=1, desc="x", progress=False)
+        run.resume({"m": m}, torch.optim.SGD(m.parameters(), lr=0.1))
+        for _ in run:
+            run.log(loss=1.0)
+        return run.finish()
+    first = train()
+    assert first.steps_run == 2 and first.finished
+    records = {f: (tmp_path / f).read_bytes() for f in ("history.csv", "timing.json")}
+    again = train()
+    assert again.steps_run == 0 and again.finished and len(again.history) == 2
+    assert {f: (tmp_path / f).read_bytes() for f in records} == records
+    (tmp_path / "timing.json").unlink()  # a record missing: written again
+    train()
+    assert (tmp_path / "timing.json").exists()
