@@ -90,7 +90,7 @@ def _log_shards(path: str) -> None:
     """Debug hook (MDFLD_LOG_SHARDS): record each process's batch indices per step."""
     from accelerate import PartialState
 
-    from .generator import diffusion as dm
+    from .generator import training as dm
     batch = dm._batch  # called by dm.train with this process's shard of the global batch
 
     def logged(pairs, idx, cfg, step, *rest):

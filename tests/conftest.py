@@ -60,7 +60,7 @@ def stable_diffusion_dir(tmp_path_factory):
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 
-    from lib.generator import diffusion as dm
+    from lib.generator import components as dm
     out = tmp_path_factory.mktemp("sd")
     torch.manual_seed(0)
     tok, enc = _tiny_clip(out / "_clip")

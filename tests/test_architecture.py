@@ -24,6 +24,10 @@ ALLOWED = {
     "detector": {"core", "data"},
     "evaluation": {"core", "data", "generator", "detector"},
     "pipeline": set(),
+    # lib/launch.py, an entry point like the notebooks: the profiles, the generator's stages and the
+    # detector's critic (a stage's consistency loss); not evaluation (only notebooks, the evaluation
+    # command, tests and benchmarks import it), and nothing in lib imports launch
+    "launch": {"pipeline", "core", "data", "generator", "detector"},
 }
 
 
@@ -34,7 +38,7 @@ def _module_name(path):
 
 
 def lib_imports(path, source=None):
-    """The lib packages (or "pipeline") that the module at ``path`` imports, lazy imports included."""
+    """The lib packages (or "pipeline", "launch") that the module at ``path`` imports, lazy imports included."""
     tree = ast.parse(path.read_text() if source is None else source, str(path))
     is_package = path.name == "__init__.py"
     here = _module_name(path)
@@ -55,13 +59,13 @@ def lib_imports(path, source=None):
         else:
             continue
         for t in targets:
-            if t[0] == "lib" and len(t) > 1 and t[1] in (*PACKAGES, "pipeline"):
+            if t[0] == "lib" and len(t) > 1 and t[1] in (*PACKAGES, "pipeline", "launch"):
                 found.add(t[1])
     return found
 
 
 def test_the_parser_sees_every_form_of_import():
-    code = ("import lib.core.crop\nfrom lib import data\nfrom ..generator import diffusion\n"
+    code = ("import lib.core.crop\nfrom lib import data\nfrom ..generator import sampling\n"
             "def f():\n    from ..evaluation.plots import x\n    from . import heatmaps\n")
     # parsed as if it were lib/detector/model.py
     assert lib_imports(LIB / "detector" / "model.py", code) == {"core", "data", "generator", "evaluation", "detector"}
@@ -90,6 +94,74 @@ def test_only_evaluation_imports_evaluation():
     for f in LIB.rglob("*.py"):
         if "evaluation" not in _module_name(f):
             assert "evaluation" not in lib_imports(f), f"{f.relative_to(REPO)} imports lib.evaluation"
+
+
+def test_launch_imports_follow_the_rules_and_nothing_in_lib_imports_it():
+    found = lib_imports(LIB / "launch.py")
+    assert {"pipeline", "generator", "detector"} <= found  # its imports, the lazy ones included, are seen
+    bad = found - ALLOWED["launch"]
+    assert not bad, f"lib/launch.py imports lib.{', lib.'.join(sorted(bad))}: it may import only {sorted(ALLOWED['launch'])}"
+    for f in LIB.rglob("*.py"):
+        if f != LIB / "launch.py":
+            assert "launch" not in lib_imports(f), f"{f.relative_to(REPO)} imports lib.launch, an entry point"
+    assert "launch" in lib_imports(LIB / "core" / "x.py", "def f():\n    from .. import launch\n")  # the check sees it
+
+
+def import_graph(sources=None):
+    """lib's module graph from the source: each lib file -> the lib files that importing it executes
+    (``lib.pipeline.module_imports``: lazy imports and the package ``__init__`` files on the way included).
+    `sources`: {path: source} read instead of those files."""
+    sources = sources or {}
+    return {f: {g for g in module_imports(f, sources.get(f)) if g != f} for f in sorted(LIB.rglob("*.py"))}
+
+
+def import_cycles(graph):
+    """Every import cycle of `graph`: its strongly connected components of more than one module
+    (Tarjan), each as a sorted list."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_lib_has_no_import_cycles():
+    """Modules import one way (lib/__init__.py), lazy imports included: an import inside a function
+    that reaches back to its own module is a cycle too."""
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles in lib: " + "; ".join(
+        " <-> ".join(str(f.relative_to(REPO)) for f in c) for c in cycles)
+
+
+def test_the_cycle_check_sees_a_lazy_import_back():
+    precision = LIB / "generator" / "precision.py"  # imported by autoencoder and sampling
+    graph = import_graph({precision: "def f():\n    from .sampling import generate\n"})
+    cycles = [[str(f.relative_to(REPO)) for f in c] for c in import_cycles(graph)]
+    assert cycles == [["lib/generator/autoencoder.py", "lib/generator/components.py", "lib/generator/precision.py",
+                       "lib/generator/sampling.py"]]
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def module_imports(path, source=None):

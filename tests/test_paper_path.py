@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from diffusers import ControlNetModel
 
 from lib import launch, pipeline
 from lib.data import data_prep
@@ -22,8 +23,9 @@ from lib.detector.finetune import choose_alpha, finetune, interpolate, recipes
 from lib.detector.network import NetworkConfig
 from lib.evaluation import evaluate as ev
 from lib.evaluation import predictors
-from lib.generator import diffusion as dm
+from lib.generator import sampling
 from lib.generator import synthesis as syn
+from lib.generator.pairs import PairSet
 
 PROFILE = "paper"
 RES = 32  # the tiny Stable Diffusion's image size
@@ -130,7 +132,7 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
         assert len(pd.read_csv(folder / "history.csv")) == 2
     assert json.loads((models / "stage2" / "generator.json").read_text())["init"] == str(models / "stage1")
     # stage 2 went on from stage 1's ControlNet (a few steps at lr 1e-5 away); one-step started from a new one
-    nets = {n: dm.ControlNetModel.from_pretrained(models / n / "controlnet").state_dict() for n in ("stage1", "stage2", "onestep")}
+    nets = {n: ControlNetModel.from_pretrained(models / n / "controlnet").state_dict() for n in ("stage1", "stage2", "onestep")}
 
     def dist(a, b):
         return sum(float((nets[a][k] - nets[b][k]).abs().sum()) for k in nets[a])
@@ -138,17 +140,17 @@ def test_paper_profile_code_path(tmp_path, stable_diffusion_dir):
 
     # ---- 04 synthesis, each generator
     s = params["synthesis"]
-    points = dm.PairSet(train, RES).points
+    points = PairSet(train, RES).points
     items = syn.plan(points, s["styles"], s["per_style"], RES, s["seed"], s["edits_per_face"])
     for gen, folder in s["generators"].items():
-        pipe = dm.load_generator(models / folder)
+        pipe = sampling.load_generator(models / folder)
         out = generated / "synthetic" / gen
         written = syn.synthesise(pipe, items, out, RES, s["steps"], s["guidance"]["values"][-1], s["batch_size"], progress=False)
         assert len(written) == len(items) == len(ds.read_dataset(out, "synthetic"))
         assert ds.load_image(out / items[0]["image"]).shape == (RES, RES, 3)
     # warp-first sets: image-to-image through diffusers' ControlNet img2img pipeline on the same components
-    warp, pairs = s["warp_first"], dm.PairSet(train, RES)
-    pipe = dm.load_generator(models / s["generators"][warp["generator"]])
+    warp, pairs = s["warp_first"], PairSet(train, RES)
+    pipe = sampling.load_generator(models / s["generators"][warp["generator"]])
     for name, names in warp["sets"].items():
         w_items = syn.plan(points, s["styles"], s["per_style"], RES, s["seed"], s["edits_per_face"],
                            names if names is not None else s["edits"], s["exaggeration"])

@@ -1,10 +1,10 @@
 """The landmark critic of the generator's consistency loss: a frozen detector reads the
 face the diffusion model is about to draw, and its distance to the conditioning
 landmarks is added to the diffusion loss (the reward of ControlNet++, Li et al. 2024;
-``lib.generator.diffusion.train(..., critic=)``).
+``lib.generator.training.train(..., critic=)``).
 
 At training step t the network's prediction gives the denoised estimate
-x0_hat(x_t, t) in one step (``diffusion.denoised``); the autoencoder decodes it
+x0_hat(x_t, t) in one step (``lib.generator.training.denoised``); the autoencoder decodes it
 (frozen, differentiable); the critic crops each face from the
 conditioning landmarks' box by a differentiable affine warp (the crop of
 ``lib.core.crop``, the one it was trained with), and its heatmaps are decoded by

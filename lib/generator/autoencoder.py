@@ -25,6 +25,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from ..core.training import TrainingRun, TrainResult, epoch_batch, fingerprint, make_scheduler, seed_everything
+from .precision import autocast
 
 
 @dataclass
@@ -39,7 +40,7 @@ class AutoencoderTrainConfig:
     style_share: float = 0.0  # restyled copies per training face (stages.restyled_copies)
     styles: tuple = ()  # their styles: the stage-2 set's filter styles (set by stages.train_autoencoder)
     checkpoint_every: int = 250
-    mixed_precision: str = "no"  # no | bf16 | fp16: autocast of the forward pass (lib.generator.diffusion.autocast)
+    mixed_precision: str = "no"  # no | bf16 | fp16: autocast of the forward pass (lib.generator.precision.autocast)
     seed: int = 0
     threads: int = 0
 
@@ -96,7 +97,6 @@ def train(images: np.ndarray, val_images: np.ndarray, model: dict, cfg: Autoenco
           stop_at: int | None = None, progress: bool = True) -> TrainResult:
     """Train on (N, R, R, 3) uint8 faces and write a diffusers folder to `out`;
     resumes from ``out/checkpoints/last.safetensors`` (``lib.core.training``)."""
-    from .diffusion import autocast
     out = Path(out)
     seed_everything(cfg.seed, cfg.threads)
     vae = build(model)

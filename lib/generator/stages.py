@@ -23,8 +23,11 @@ import numpy as np
 from ..core.training import TrainResult, seed_everything
 from ..data import datasets as ds
 from . import autoencoder
-from . import diffusion as dm
+from . import training
+from .components import build_components
 from ..core.progress import track
+from .pairs import PairSet, resize_pair
+from .sampling import load_components
 from . import synthesis
 from .styles import PHOTO, style_prompt, stylise
 
@@ -32,14 +35,14 @@ GENERATORS = ("stage1", "stage2", "onestep")
 PREVIEW_FACES = 8
 
 
-def stage1_pairs(data_dir: Path, resolution: int, errors: list | None = None) -> tuple[dm.PairSet, dm.PairSet]:
+def stage1_pairs(data_dir: Path, resolution: int, errors: list | None = None) -> tuple[PairSet, PairSet]:
     """Real training and validation faces with empty prompts."""
     crops = Path(data_dir) / "crops"
-    return (dm.PairSet(ds.read_dataset(crops / "train", "300w", errors), resolution, prompt="", errors=errors),
-            dm.PairSet(ds.read_dataset(crops / "val", "300w", errors), resolution, prompt="", errors=errors))
+    return (PairSet(ds.read_dataset(crops / "train", "300w", errors), resolution, prompt="", errors=errors),
+            PairSet(ds.read_dataset(crops / "val", "300w", errors), resolution, prompt="", errors=errors))
 
 
-def multidomain_pairs(multidomain: Path, resolution: int, repeat: int) -> tuple[dm.PairSet, int, list[str]]:
+def multidomain_pairs(multidomain: Path, resolution: int, repeat: int) -> tuple[PairSet, int, list[str]]:
     """The stage-2 set: filtered real faces plus the few real domain faces
     repeated `repeat` times. Returns the pairs, the number of real domain faces
     and the styles in order of first appearance."""
@@ -47,8 +50,8 @@ def multidomain_pairs(multidomain: Path, resolution: int, repeat: int) -> tuple[
     if not samples:
         raise FileNotFoundError(f"{multidomain}: no multi-domain set; notebook 03 makes it "
                                 "(or: python -m lib.launch multidomain --profile <profile>)")
-    pairs = dm.PairSet([s for s in samples if s.meta["seed"] != ""], resolution, prompt=None)  # filtered faces
-    real = dm.PairSet([s for s in samples if s.meta["seed"] == ""], resolution, prompt=None)
+    pairs = PairSet([s for s in samples if s.meta["seed"] != ""], resolution, prompt=None)  # filtered faces
+    real = PairSet([s for s in samples if s.meta["seed"] == ""], resolution, prompt=None)
     for _ in range(repeat):
         pairs = pairs + real
     return pairs, len(real), list(dict.fromkeys(s.meta["style"] for s in samples))
@@ -81,7 +84,7 @@ def make_multidomain(diffusion: dict, data_dir: Path, generated: Path, errors: l
 
 def preview(data_dir: Path, resolution: int, styles: list[str] | None = None) -> tuple:
     """Fixed validation landmarks, prompts (one style per column, or empty) and seeds for the sample grids."""
-    points = dm.PairSet(ds.read_dataset(Path(data_dir) / "crops" / "val", "300w")[:PREVIEW_FACES], resolution).points
+    points = PairSet(ds.read_dataset(Path(data_dir) / "crops" / "val", "300w")[:PREVIEW_FACES], resolution).points
     k = len(points)
     prompts = [style_prompt(styles[i % len(styles)]) for i in range(k)] if styles else [""] * k
     return points, prompts, list(range(k))
@@ -108,7 +111,7 @@ def restyled_copies(samples: list[ds.Sample], resolution: int, styles: list[str]
                 raise
             errors.append(str(exc))
             continue
-        out.append(dm.resize_pair(img, s.landmarks, resolution)[0])
+        out.append(resize_pair(img, s.landmarks, resolution)[0])
     return np.array(out, np.uint8).reshape(-1, resolution, resolution, 3)
 
 
@@ -144,21 +147,21 @@ def uses_critic(diffusion: dict) -> bool:
 
 def train_generator(name: str, diffusion: dict, data_dir: Path, generated: Path, models: Path,
                     stop_at: int | None = None, progress: bool = True, critic=None) -> TrainResult:
-    """Train generator `name` (one of GENERATORS) into ``models/<name>`` (`critic`: see ``diffusion.train``)."""
+    """Train generator `name` (one of GENERATORS) into ``models/<name>`` (`critic`: see ``training.train``)."""
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
     model_cfg, res = diffusion["model"], diffusion["model"]["resolution"]
     models = Path(models)
-    cfg = dm.TrainConfig(**diffusion[name])
+    cfg = training.TrainConfig(**diffusion[name])
     seed_everything(cfg.seed, cfg.threads)  # new weights (UNet, ControlNet) start alike in every run and process
     if name == "stage1":
         pairs, _ = stage1_pairs(data_dir, res)
-        components, init, styles = dm.build_components(model_cfg, models / "autoencoder"), None, None
+        components, init, styles = build_components(model_cfg, models / "autoencoder"), None, None
     else:
         pairs, _, styles = multidomain_pairs(Path(generated) / "multidomain", res, diffusion["multidomain"]["fewshot_repeat"])
         if name == "stage2":
-            components, init = dm.load_components(models / "stage1"), models / "stage1"
+            components, init = load_components(models / "stage1"), models / "stage1"
         else:
-            components, init = dm.build_components(model_cfg, models / "autoencoder"), None
-    return dm.train(pairs, components, cfg, models / name, model_cfg, init=init, preview=preview(data_dir, res, styles),
-                    stop_at=stop_at, progress=progress, critic=critic)
+            components, init = build_components(model_cfg, models / "autoencoder"), None
+    return training.train(pairs, components, cfg, models / name, model_cfg, init=init,
+                          preview=preview(data_dir, res, styles), stop_at=stop_at, progress=progress, critic=critic)

@@ -1,6 +1,6 @@
 """Synthetic landmark data: training landmarks, two random edits each
 (``lib/edits.py``), one of the style prompts, and a face drawn to match by a
-landmark-guided generator (``lib/diffusion.py``: DDIM + classifier-free
+landmark-guided generator (``lib/generator/sampling.py``: DDIM + classifier-free
 guidance). Also the small multi-domain set of stage 2 and the
 geometry-aware style-transfer baseline set, which are written the same way.
 
@@ -97,10 +97,10 @@ def synthesise(pipe, items: list[dict], out: str | Path, resolution: int, steps:
 
     ``mode="warp"`` needs `sources`, the (images, landmarks) of the training faces the
     items' ``source`` indices point to, at `resolution`, and restyles each warped face
-    from `strength`. `mixed_precision`: the sampler's autocast (``diffusion.generate``)."""
+    from `strength`. `mixed_precision`: the sampler's autocast (``sampling.generate``)."""
     from accelerate import PartialState
 
-    from .diffusion import generate
+    from .sampling import generate
     tag = mode_name(mode, strength)
     if mode == "warp" and sources is None:
         raise ValueError("warp-first synthesis needs the source training faces (images, landmarks)")
@@ -183,7 +183,7 @@ def strength_sweep(pipe, items: list[dict], images: np.ndarray, points: np.ndarr
     inter-ocular, %) against the edited landmarks, and the share of faces the style
     `classifier` assigns to the requested style (%). Strength 0 is the warped faces
     themselves (no restyling). Returns the table and the faces drawn per strength."""
-    from .diffusion import generate
+    from .sampling import generate
     warped = warped_sources(items, images, points)
     pts = np.array([it["points"] for it in items])
     wanted = np.array([it["style"] for it in items])
@@ -204,7 +204,7 @@ def guidance_sweep(pipe, items: list[dict], guidances: list[float], judge, class
     against the (edited) landmarks and the style `classifier`'s accuracy on the requested
     style (%). Same seeds at every scale, so rows differ only by the guidance. Returns the
     table and the faces drawn per scale."""
-    from .diffusion import generate
+    from .sampling import generate
     pts = np.array([it["points"] for it in items])
     wanted = np.array([it["style"] for it in items])
     rows, faces = [], {}
@@ -352,5 +352,5 @@ def style_grid(folder: str | Path, rows: list[dict], per_row: int = 8, n: int = 
                      else cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
     if not tiles:
         raise ValueError(f"{folder}: no images for this grid")
-    from .diffusion import sample_grid
+    from .sampling import sample_grid
     return sample_grid(np.array(tiles), per_row=per_row)

@@ -4,6 +4,7 @@ import pytest
 from lib.data import datasets as ds
 from lib.data.procedural import render_face
 from lib.generator import stages
+from lib.generator.pairs import resize_pair
 
 
 def _faces(folder, n=6, size=96):
@@ -22,7 +23,7 @@ def test_restyled_copies_restyle_a_share_of_the_faces_at_the_model_resolution(tm
     again = stages.restyled_copies(samples, 32, ["pencil sketch", "pop art"], 0.5, seed=0)
     np.testing.assert_array_equal(out, again)  # deterministic for a seed
     originals = np.stack([ds.load_image(s.image_path) for s in samples])
-    small = np.stack([stages.dm.resize_pair(im, s.landmarks, 32)[0] for im, s in zip(originals, samples)])
+    small = np.stack([resize_pair(im, s.landmarks, 32)[0] for im, s in zip(originals, samples)])
     # each copy differs from every original at that size (it is restyled, not copied)
     assert min(np.abs(o.astype(int) - small.astype(int)).mean(axis=(1, 2, 3)).min() for o in out) > 5
     assert len(stages.restyled_copies(samples, 32, [], 0.5, 0)) == 0

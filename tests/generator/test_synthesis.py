@@ -8,7 +8,7 @@ import pytest
 from lib.core.predictor import Prediction, Predictor
 from lib.generator import autoencoder as ae
 from lib.data import datasets as ds
-from lib.generator import diffusion as dm
+from lib.generator import components, sampling
 from lib.generator import edits
 from lib.generator import styles as st
 from lib.generator import synthesis as syn
@@ -46,8 +46,8 @@ def test_synthesise_writes_300w_layout_with_manifest_and_resumes(tmp_path, train
              ae.AutoencoderTrainConfig(steps=1, batch_size=4, threads=1), tmp_path / "ae", progress=False)
     model = {"resolution": RES, "max_prompt_tokens": 8,
              "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
-    dm.save_generator(tmp_path / "gen", dm.build_components(model, tmp_path / "ae"))
-    pipe = dm.load_generator(tmp_path / "gen")
+    sampling.save_generator(tmp_path / "gen", components.build_components(model, tmp_path / "ae"))
+    pipe = sampling.load_generator(tmp_path / "gen")
     items = syn.plan(train_points, ["photo", "pop art"], 2, RES)
     rows = syn.synthesise(pipe, items, tmp_path / "set", RES, steps=2, guidance=2.0, batch_size=3, progress=False)
     assert len(rows) == 4
@@ -107,7 +107,7 @@ def _concat_generator(tmp_path, images, names):
              "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 8}}
     for seed, name in enumerate(names):
         torch.manual_seed(seed)
-        dm.save_generator(tmp_path / name, dm.build_components(model, tmp_path / "ae"))
+        sampling.save_generator(tmp_path / name, components.build_components(model, tmp_path / "ae"))
 
 
 def test_plan_draws_from_the_named_edits_with_exaggeration(train_points):
@@ -126,7 +126,7 @@ def test_warp_first_synthesis_starts_from_the_warped_source_face(tmp_path, train
     faces = [render_face(i, "photo", RES) for i in range(5)]
     images = np.array([f.image for f in faces])
     _concat_generator(tmp_path, images, ["gen"])
-    pipe = dm.load_generator(tmp_path / "gen")
+    pipe = sampling.load_generator(tmp_path / "gen")
     items = syn.plan(train_points, ["photo"], 3, RES)
     warped = syn.warped_sources(items, images, train_points)
     assert warped.shape == (3, RES, RES, 3)
@@ -224,7 +224,7 @@ def test_strength_sweep_scores_each_strength_on_validation_items(tmp_path, train
     _concat_generator(tmp_path, images, ["gen"])
     items = syn.sweep_items(train_points, ["photo", "cartoon"], 4, RES, seed=0)
     assert [it["style"] for it in items] == ["photo", "cartoon"] * 2 and len({it["seed"] for it in items}) == 4
-    table, drawn = syn.strength_sweep(dm.load_generator(tmp_path / "gen"), items[:1], images, train_points,
+    table, drawn = syn.strength_sweep(sampling.load_generator(tmp_path / "gen"), items[:1], images, train_points,
                                       [0.5, 1.0], _ShiftedJudge(items[0]["points"]), _OneStyle("photo"), RES,
                                       steps=2, guidance=1.0)
     assert list(table["strength"]) == [0.0, 0.5, 1.0] and set(drawn) == {0.0, 0.5, 1.0}
@@ -247,7 +247,7 @@ def test_choose_guidance_takes_the_most_style_the_labels_allow():
 def test_guidance_sweep_draws_the_same_items_at_each_scale(tmp_path, train_points):
     _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["gen"])
     items = syn.sweep_items(train_points, ["photo", "cartoon"], 2, RES, seed=0)
-    table, drawn = syn.guidance_sweep(dm.load_generator(tmp_path / "gen"), items, [1.0, 4.0],
+    table, drawn = syn.guidance_sweep(sampling.load_generator(tmp_path / "gen"), items, [1.0, 4.0],
                                       _ShiftedJudge(items[0]["points"]), _OneStyle("cartoon"), RES, steps=2)
     assert table["guidance"].tolist() == [1.0, 4.0] and table["faces"].tolist() == [2, 2]
     assert table["style_accuracy"].tolist() == [50.0, 50.0]  # item 1 asks for cartoon
@@ -259,14 +259,14 @@ def test_a_set_drawn_by_another_generator_is_set_aside_not_resumed(tmp_path, tra
     _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["a", "b"])
     items = syn.plan(train_points, ["photo"], 2, RES)
     first, second = (tmp_path / "set" / it["image"] for it in items)
-    syn.synthesise(dm.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
+    syn.synthesise(sampling.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
     stamp = first.stat().st_mtime_ns
     second.unlink()  # as if interrupted before the second face
     # the same generator and plan: the set resumes (the drawn face is kept, the missing one drawn)
-    syn.synthesise(dm.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
+    syn.synthesise(sampling.load_generator(tmp_path / "a"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
     assert first.stat().st_mtime_ns == stamp and second.exists()
     # another generator: the old set is moved aside and the faces are drawn anew
-    syn.synthesise(dm.load_generator(tmp_path / "b"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
+    syn.synthesise(sampling.load_generator(tmp_path / "b"), items, tmp_path / "set", RES, 2, 1.0, progress=False)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("set.stale-")]
     assert len(aside) == 1 and (aside[0] / items[0]["image"]).exists()
     assert first.exists() and first.stat().st_mtime_ns != stamp
@@ -274,7 +274,7 @@ def test_a_set_drawn_by_another_generator_is_set_aside_not_resumed(tmp_path, tra
 
 def test_the_sampler_precision_is_part_of_a_sets_fingerprint(tmp_path, train_points):
     _concat_generator(tmp_path, np.array([render_face(i, "photo", RES).image for i in range(4)]), ["gen"])
-    pipe, items = dm.load_generator(tmp_path / "gen"), syn.plan(train_points, ["photo"], 2, RES)
+    pipe, items = sampling.load_generator(tmp_path / "gen"), syn.plan(train_points, ["photo"], 2, RES)
     plain = syn.set_fingerprint(pipe, items, RES, 2, 1.0, "noise")
     assert syn.set_fingerprint(pipe, items, RES, 2, 1.0, "noise", "no") == plain  # float32 sets keep their fingerprint
     assert syn.set_fingerprint(pipe, items, RES, 2, 1.0, "noise", "bf16") != plain
