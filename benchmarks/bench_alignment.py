@@ -4,7 +4,9 @@ landmarks it was drawn from, edited and on the unedited controls; the style judg
 at the generator's resolution), without the detector fine-tunes of the evaluation stage. For a look at
 a new generator right after notebook 04; the committed figures come from notebook 06.
 
-    ./study run python -m benchmarks.bench_alignment --profile cpu --out /tmp/alignment
+    ./study run python -m benchmarks.bench_alignment --profile cpu
+
+It prints the table; ``--out NAME`` also writes it to ``results/<profile>/benchmarks/NAME.{csv,md}``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from lib.detector.model import Detector
 from lib.evaluation import evaluate as ev
 from lib.evaluation import style_classifier as sc
 
-from .bench_generator import write_table
+from .common import add_out_argument, parse_args, write_table
 
 COLUMNS = ["generator", "n", "alignment_nme", "alignment_nme_edited_matched", "alignment_nme_unedited",
            "style_accuracy"]
@@ -24,8 +26,8 @@ COLUMNS = ["generator", "n", "alignment_nme", "alignment_nme_edited_matched", "a
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
-    args = ap.parse_args(argv)
+    add_out_argument(ap)
+    args = parse_args(ap, argv)
     params = pipeline.load_params(args.profile)
     syn, generated = params["synthesis"], pipeline.generated_dir(args.profile)
     clf, acc = sc.train_style_classifier(generated / "multidomain", resolution=params["diffusion"]["model"]["resolution"])

@@ -14,9 +14,10 @@ then reconstructs
   resolution) on the reconstructions (the style ceiling; on the originals it is
   the judge's own held-out accuracy).
 
-Models go to a scratch folder (``--work``), the table to ``--out`` as CSV and Markdown.
+Models go to a scratch folder (``--work``); ``--out NAME`` writes the table as CSV and Markdown to
+``results/<profile>/benchmarks/NAME.{csv,md}``.
 
-    ./study run python -m benchmarks.bench_autoencoder --profile cpu --out results/cpu/autoencoder_variants
+    ./study run python -m benchmarks.bench_autoencoder --profile cpu --out autoencoder_variants
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from lib.generator import stages
 
 from lib.generator.synthesis import judge_nme
 
-from .bench_generator import with_settings, write_table
+from .common import add_out_argument, parse_args, with_settings, write_table
 
 # name -> settings over the profile's diffusion section; steps are the profile's unless a row names them
 VARIANTS = {
@@ -55,7 +56,7 @@ VARIANTS = {
     # the cpu profile's 32x32x4 design at fewer steps: what does a shorter autoencoder cost (issue 11's time budget)?
     "32x32x4, 1000 steps": {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
                             "autoencoder_train.steps": 1000},
-    # the same at 2,000 steps, trained under bf16 autocast (lib.generator.diffusion.autocast; bench_precision times it)
+    # the same at 2,000 steps, trained under bf16 autocast (lib.generator.precision.autocast; bench_precision times it)
     "32x32x4, bf16": {"model.autoencoder.block_out_channels": [32, 64], "model.autoencoder.latent_channels": 4,
                       "autoencoder_train.mixed_precision": "bf16"},
     # twice the latent channels on the 32x32 grid: colour pencil and engraving do not survive 32x32x4 (the generator
@@ -81,10 +82,10 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     ap.add_argument("--work", default="/tmp/bench_autoencoder", help="scratch folder for the models")
-    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    add_out_argument(ap)
     ap.add_argument("--reference", nargs="*", default=[], metavar="FOLDER",
                     help="trained autoencoder folders (e.g. models/cpu/autoencoder) scored as rows beside the variants")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
 
     params = pipeline.load_params(args.profile)
     diffusion = params["diffusion"]
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     rows = [score({"variant": f"trained: {folder}", "steps": _steps(folder), "minutes": None}, Path(folder))
             for folder in args.reference]
     for name in args.variants:
-        d = with_settings(diffusion, VARIANTS[name])
+        d = with_settings(diffusion, VARIANTS[name], "diffusion", params)
         work = Path(args.work) / name.replace(" ", "_").replace("+", "").replace(",", "").replace("__", "_")
         shutil.rmtree(work, ignore_errors=True)
         t0 = time.time()

@@ -5,8 +5,9 @@ box and with the face finder's box (and under test-time flipping, and with a sec
 the upright crop the first pass frames: ``Detector(refine=True)``), and timed at batch 1 (crop
 included) beside dlib's 68-point predictor in the same process. Prints figures; asserts nothing.
 
-    ./study run python -m benchmarks.bench_detector_variants --profile cpu --minutes 7 \
-        --out results/cpu/detector_variants
+    ./study run python -m benchmarks.bench_detector_variants --profile cpu --minutes 7 --out detector_variants
+
+``--out NAME`` writes the table to ``results/<profile>/benchmarks/NAME.{csv,md}``.
 
 ``--folders NAME=PATH ...`` scores detector folders that are already trained (e.g. a
 bench's scratch models, or ``models/cpu/detector_real``) the same way, without training.
@@ -39,11 +40,12 @@ from lib.evaluation import predictors as pr
 
 from .bench_detector import rounds_of
 from .bench_finetune import read_domain_splits
-from .bench_generator import with_settings, write_table
+from .common import add_out_argument, parse_args, with_settings, write_table
 
 PROBE_STEPS = 12
 # the probe runs this many times and keeps its fastest reading: another process on the cores can only slow a probe,
-# and one disturbed probe once read a step 2x too slow and halved that variant's budget (detector_variants_40min.md)
+# and one disturbed probe once read a step 2x too slow and halved that variant's budget
+# (results/cpu/benchmarks/detector_variants_40min.md)
 PROBE_ROUNDS = 3
 # STAR's rotation range (18 degrees) and a third of the occlusion and blur of the profile before 23a4d7d (its
 # augmentation since then, so over the profile as it stands this variant is the profile itself)
@@ -153,10 +155,11 @@ def main(argv=None) -> int:
                     help="also score these trained detector folders (no training)")
     ap.add_argument("--speed-faces", type=int, default=200)
     ap.add_argument("--work", default="/tmp/bench_detector_variants", help="scratch folder for the models")
-    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
-    args = ap.parse_args(argv)
+    add_out_argument(ap)
+    args = parse_args(ap, argv)
 
-    detector = pipeline.load_params(args.profile)["detector"]
+    params = pipeline.load_params(args.profile)
+    detector = params["detector"]
     crops = pipeline.data_dir(args.profile) / "crops"
     if not (crops / "train").is_dir():
         raise SystemExit(f"needs {crops}/train and val: run notebook 01 of profile {args.profile} first")
@@ -187,7 +190,7 @@ def main(argv=None) -> int:
     runs = [(name, VARIANTS[name]) for name in args.variants]
     runs += [(f"{name} + detector boxes", {**VARIANTS[name], **DETECTOR_BOXES}) for name in args.detector_boxes]
     for name, settings in runs:
-        d = with_settings(detector, settings)
+        d = with_settings(detector, settings, "detector", params)
         mcfg = NetworkConfig(**d["model"])
         work = Path(args.work) / name.replace(" ", "_").replace("/", "").replace("(", "").replace(")", "")
         shutil.rmtree(work, ignore_errors=True)

@@ -21,14 +21,14 @@ import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
 from lib.generator import autoencoder as ae
-from lib.generator import diffusion as dm
+from lib.generator import components, condition, sampling, training
 from lib.generator import edits
 from lib import pipeline
 from lib.data.procedural import render_face
 
 
 def step_seconds(unet, controlnet, x, cond, text, repeats: int, factor: int) -> float:
-    net = dm.LandmarkDiffusion(unet, controlnet, factor)
+    net = training.LandmarkDiffusion(unet, controlnet, factor)
     opt = torch.optim.AdamW(net.parameters(), 1e-4)
     t = torch.randint(0, 1000, (len(x),))
     times = []
@@ -63,16 +63,16 @@ def main(argv=None) -> int:
         if not (ae_dir / "config.json").exists():  # an untrained autoencoder of the same shape costs the same
             ae_dir = Path(tmp) / "ae"
             ae.build({**model["autoencoder"], "resolution": res}).save_pretrained(ae_dir)
-        c = dm.build_components(model, ae_dir)
+        c = components.build_components(model, ae_dir)
         b = d["stage1"]["batch_size"]
-        text = dm.encode_prompts(c.tokenizer, c.text_encoder, [""] * b).clone()
+        text = components.encode_prompts(c.tokenizer, c.text_encoder, [""] * b).clone()
         concat = c.controlnet is None
-        cond = torch.rand(b, len(dm.PARTS) if concat else 3, res, res)
-        f = dm.vae_scale_factor(c.vae)
+        cond = torch.rand(b, len(condition.PARTS) if concat else 3, res, res)
+        f = components.vae_scale_factor(c.vae)
         latent = step_seconds(c.unet, c.controlnet, torch.randn(b, 4, res // f, res // f), cond, text, a.repeats, f)
         # the same UNet in pixel space: RGB in and out at full resolution, condition not downsampled
         cfg = {k: v for k, v in c.unet.config.items() if not k.startswith("_")}
-        cfg.update(sample_size=res, in_channels=3 + (len(dm.PARTS) if concat else 0), out_channels=3)
+        cfg.update(sample_size=res, in_channels=3 + (len(condition.PARTS) if concat else 0), out_channels=3)
         unet_px = UNet2DConditionModel(**cfg)
         cn_px = None if concat else ControlNetModel.from_unet(unet_px, conditioning_embedding_out_channels=(16,))
         pixel = step_seconds(unet_px, cn_px, torch.randn(b, 3, res, res), cond, text, a.repeats, 1)
@@ -83,17 +83,17 @@ def main(argv=None) -> int:
         s = pipeline.load_params(a.profile)["synthesis"]
         gen = models / s["generators"]["two_stage"]
         if (gen / "generator.json").exists():
-            pipe, which = dm.load_generator(gen), "trained two-stage generator"
+            pipe, which = sampling.load_generator(gen), "trained two-stage generator"
         else:
-            dm.save_generator(Path(tmp) / "gen", c)
-            pipe, which = dm.load_generator(Path(tmp) / "gen"), "untrained generator of the same shape"
+            sampling.save_generator(Path(tmp) / "gen", c)
+            pipe, which = sampling.load_generator(Path(tmp) / "gen"), "untrained generator of the same shape"
         shape = render_face(0, "photo", res).landmarks
         rng = np.random.default_rng(0)
         points = np.array([edits.random_edits(shape, rng, res)[0] for _ in range(a.images)])
         prompts = [f"a portrait of {s['styles'][i % len(s['styles'])]} style" for i in range(a.images)]
         t0 = time.perf_counter()
         guidance = a.guidance if a.guidance is not None else max(s["guidance"]["values"])
-        dm.generate(pipe, points, prompts, list(range(a.images)), res, s["steps"], guidance, s["batch_size"])
+        sampling.generate(pipe, points, prompts, list(range(a.images)), res, s["steps"], guidance, s["batch_size"])
         sec = time.perf_counter() - t0
         print(f"synthesis ({which}): {a.images} images, DDIM {s['steps']} steps, guidance {guidance:g}, "
               f"batch {s['batch_size']}: {a.images / sec:.2f} images/s")

@@ -6,11 +6,13 @@ is scored on the real validation faces and on the domain validation faces (``val
 held-out real caricatures in ``cpu``). Variants run the profile's steps unless they set their own.
 Prints figures; asserts nothing.
 
-    ./study run python -m benchmarks.bench_finetune --profile cpu --out results/cpu/finetune_recipes
+    ./study run python -m benchmarks.bench_finetune --profile cpu --out finetune_recipes
     ./study run python -m benchmarks.bench_finetune --profile cpu --variants "the profile's recipe" \
-        "600 steps" "1200 steps" --sets synthetic_two_stage fewshot --out results/cpu/finetune_steps
+        "600 steps" "1200 steps" --sets synthetic_two_stage fewshot --out finetune_steps
     ./study run python -m benchmarks.bench_finetune --profile cpu --variants "the profile's recipe" --alone \
-        --sets fewshot geometric_style synthetic_two_stage --shape-transfer 0.5 1.0 --out results/cpu/finetune_alone
+        --sets fewshot geometric_style synthetic_two_stage --shape-transfer 0.5 1.0 --out finetune_alone
+
+``--out NAME`` writes the table to ``results/<profile>/benchmarks/NAME.{csv,md}``.
 
 ``--alone`` fine-tunes on each set by itself, without the few real domain faces every method of notebook 05
 gets, so it shows what a set teaches of the domain on its own. ``--shape-transfer`` adds a set built like the
@@ -50,7 +52,7 @@ from lib.detector.network import NetworkConfig
 from lib.generator import styles as st
 from lib.generator import synthesis as syn
 
-from .bench_generator import with_settings, write_table
+from .common import add_out_argument, parse_args, with_settings, write_table
 
 # name -> settings over the profile's fine-tune section (detector.finetune.train) as it stands when the bench runs
 # (the table's heading names its lr and steps); dotted keys name nested settings (``augment.rotate``)
@@ -124,16 +126,17 @@ def larger_synthetic_set(profile: str, per_style: int, work: Path) -> Path:
     """The two-stage synthetic set drawn as notebook 04 draws it (the profile's styles, edits, seed, sampler and
     precision; the guidance its run chose, ``guidance.csv``), but with `per_style` faces per style, into
     ``work/drawn/synthetic_two_stage_x<per_style>``; faces already there are kept."""
-    from lib.generator import diffusion as dm
+    from lib.generator import sampling
+    from lib.generator.pairs import PairSet
     params = pipeline.load_params(profile)
     synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
     table = pd.read_csv(pipeline.results_dir(profile) / "guidance.csv")
     guidance = float(table.loc[table["chosen"], "guidance"].iloc[0])
-    train = dm.PairSet(ds.read_dataset(pipeline.data_dir(profile) / "crops" / "train", "300w"), res)
+    train = PairSet(ds.read_dataset(pipeline.data_dir(profile) / "crops" / "train", "300w"), res)
     items = syn.plan(train.points, synthesis["styles"], per_style, res, synthesis["seed"], synthesis["edits_per_face"],
                      synthesis["edits"], synthesis["exaggeration"])
     out = work / "drawn" / f"synthetic_two_stage_x{per_style}"
-    pipe = dm.load_generator(pipeline.models_dir(profile) / synthesis["generators"]["two_stage"])
+    pipe = sampling.load_generator(pipeline.models_dir(profile) / synthesis["generators"]["two_stage"])
     syn.synthesise(pipe, items, out, res, synthesis["steps"], guidance, synthesis["batch_size"], progress=False,
                    mixed_precision=synthesis["mixed_precision"])
     return out
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/bench_finetune", help="scratch folder for the models")
     ap.add_argument("--keep", action="store_true",
                     help="keep the runs already in --work: each resumes, so a finished one is only scored again")
-    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    add_out_argument(ap)
     ap.add_argument("--alone", action="store_true",
                     help="each set by itself: without the few real domain faces and without a batch mix (what a set "
                          "teaches of the domain on its own; `fewshot` is then those few faces alone)")
@@ -164,9 +167,10 @@ def main(argv=None) -> int:
                     help="with --shape-transfer, also the set `shape_model`: the same, but each face warped toward one "
                          "of N shapes drawn from a shape model of the few real domain faces (styles.sample_shapes), "
                          "so its shapes go beyond those few")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
 
-    detector = pipeline.load_params(args.profile)["detector"]
+    params = pipeline.load_params(args.profile)
+    detector = params["detector"]
     ft = detector["finetune"]
     seeds = args.seeds if args.seeds is not None else ft["seeds"][:2]
     data_dir = pipeline.data_dir(args.profile)
@@ -222,7 +226,8 @@ def main(argv=None) -> int:
     rows = []
     # variants outside, sets inside: a stopped run has whole variants
     for name, (set_name, samples) in itertools.product(args.variants, sets.items()):
-        train = with_settings(set_recipes[set_name].train_cfg(ft["train"], mix), VARIANTS[name])
+        train = with_settings(set_recipes[set_name].train_cfg(ft["train"], mix), VARIANTS[name],
+                              "detector.finetune.train", params)
         work = Path(args.work) / set_name / name.replace(" ", "_").replace(",", "")
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

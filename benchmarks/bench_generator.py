@@ -24,14 +24,14 @@ stage-2 faces.
 
 The judge is a trained detector folder (``--judge``) or, by default, dlib's
 shape predictor in the landmark box (needs no training of its own). Models go
-to a scratch folder (``--work``), the table to ``--out`` as CSV and Markdown.
+to a scratch folder (``--work``); ``--out NAME`` writes the table as CSV and Markdown to
+``results/<profile>/benchmarks/NAME.{csv,md}`` (``benchmarks.common``).
 
     ./study run python -m benchmarks.bench_generator --profile cpu --stage1-minutes 4 --stage2-minutes 1.5
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import shutil
@@ -44,11 +44,14 @@ import pandas as pd
 from lib import pipeline
 from lib.data import datasets as ds
 from lib.generator import autoencoder as ae
-from lib.generator import diffusion as dm
+from lib.generator import condition, sampling
 from lib.generator import edits as ed
 from lib.generator import stages
+from lib.generator.pairs import PairSet
 from lib.generator.styles import style_prompt
 from lib.generator.synthesis import edit_control, judge_nme
+
+from .common import add_out_argument, parse_args, with_settings, write_table
 
 # name -> settings over the profile's diffusion section ("section.key": value). Every variant starts from
 # BASE, the recipe before this comparison (ControlNet, noise prediction, plain MSE, no EMA; stage 1 lr 3e-4,
@@ -86,8 +89,9 @@ VARIANTS = {
     "recipe + consistency 1, all t": {**RECIPE, **consistency(1.0, 1000)},
     "recipe + consistency 1, t below 500": {**RECIPE, **consistency(1.0, 500)},
     # the latent grid: one autoencoder downsampling instead of two (32x32 latents at 64 px: a style ceiling of
-    # 65.7% against 38.6% at 16x16, results/cpu/autoencoder_latent_grid.md) and a UNet with one more level, whose
-    # finest level is half as wide (a step measured 1.6x the 16x16 design's, results/cpu/generator_latent_grid.md)
+    # 65.7% against 38.6% at 16x16, results/cpu/benchmarks/autoencoder_latent_grid.md) and a UNet with one more
+    # level, whose finest level is half as wide (a step measured 1.6x the 16x16 design's,
+    # results/cpu/benchmarks/generator_latent_grid.md)
     "recipe + consistency 1, all t, 32x32 latents": {**RECIPE, **consistency(1.0, 1000), **LATENT_32},
     "recipe + consistency 1, all t, 32x32 latents, narrow first level": {**RECIPE, **consistency(1.0, 1000),
                                                                          **LATENT_32_NARROW},
@@ -97,17 +101,6 @@ VARIANTS = {
                                                                            **LATENT_32, **EDIT_AUG},
 }
 PROBE_STEPS = 6
-
-
-def with_settings(diffusion: dict, settings: dict) -> dict:
-    out = copy.deepcopy(diffusion)
-    for key, value in settings.items():
-        *path, last = key.split(".")
-        node = out
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return out
 
 
 def critic_for(diffusion: dict, name: str, work: Path):
@@ -137,7 +130,7 @@ def seconds_per_step(name: str, diffusion: dict, data_dir: Path, generated: Path
     (probe / "autoencoder").parent.mkdir(parents=True, exist_ok=True)
     (probe / "autoencoder").symlink_to((work / "autoencoder").resolve())
     d = with_settings(diffusion, {f"{name}.steps": PROBE_STEPS, f"{name}.checkpoint_every": 10 ** 6,
-                                  f"{name}.sample_every": 10 ** 6})
+                                  f"{name}.sample_every": 10 ** 6}, "diffusion")
     if name == "stage2":
         (probe / "stage1").symlink_to((work / "stage1").resolve())
     stages.train_generator(name, d, data_dir, generated, probe, progress=False, critic=critic_for(d, name, work))
@@ -150,12 +143,12 @@ def train_for(name: str, diffusion: dict, minutes: float, data_dir: Path, genera
     s = seconds_per_step(name, diffusion, data_dir, generated, work)
     steps = max(1, int(minutes * 60 / s))
     d = with_settings(diffusion, {f"{name}.steps": steps, f"{name}.checkpoint_every": steps,
-                                  f"{name}.sample_every": 10 ** 6})
+                                  f"{name}.sample_every": 10 ** 6}, "diffusion")
     r = stages.train_generator(name, d, data_dir, generated, work, progress=False, critic=critic_for(d, name, work))
     return {f"{name}_steps": steps, f"{name}_s_per_step": round(s, 3), f"{name}_minutes": round(r.seconds / 60, 2)}
 
 
-def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
+def eval_faces(val: PairSet, styles: list[str], n: int, seed: int = 0):
     """n validation landmark sets (every other one edited twice), prompts cycling through `styles`, and the
     validation face each set comes from."""
     rng = np.random.default_rng(seed)
@@ -172,17 +165,6 @@ def eval_faces(val: dm.PairSet, styles: list[str], n: int, seed: int = 0):
     return np.array(points), np.array(edited), chosen, idx
 
 
-def write_table(table: pd.DataFrame, head: str, out: str | None) -> None:
-    """Print a benchmark's table under its heading; with `out`, also write it as CSV and Markdown."""
-    print(head)
-    print(table.to_markdown(index=False))
-    if out:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out.with_suffix(".csv"), index=False)
-        out.with_suffix(".md").write_text(head + "\n\n" + table.to_markdown(index=False) + "\n")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -192,10 +174,10 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     ap.add_argument("--judge", default=None, help="a trained detector folder (default: dlib in the landmark box)")
     ap.add_argument("--work", default="/tmp/bench_generator", help="scratch folder for the models")
-    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
+    add_out_argument(ap)
     ap.add_argument("--append", action="store_true", help="add these rows to the table at --out (same machine, "
                     "same budgets), replacing rows of the same variants")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
 
     params = pipeline.load_params(args.profile)
     diffusion = params["diffusion"]
@@ -230,7 +212,8 @@ def main(argv=None) -> int:
 
     # the landmark critic of the consistency rows, trained once (its minutes are reported, not in the budget)
     critic_minutes = None
-    if any(stages.uses_critic(with_settings(diffusion, {**BASE, **VARIANTS[n]})) for n in args.variants):
+    if any(stages.uses_critic(with_settings(diffusion, {**BASE, **VARIANTS[n]}, "diffusion", params))
+           for n in args.variants):
         from lib.detector.critic import train_critic
         t0 = time.time()
         train, _ = stages.stage1_pairs(data_dir, res)
@@ -243,7 +226,7 @@ def main(argv=None) -> int:
 
     rows = []
     for name in args.variants:
-        d = with_settings(diffusion, {**BASE, **VARIANTS[name]})
+        d = with_settings(diffusion, {**BASE, **VARIANTS[name]}, "diffusion", params)
         vwork = work / name.replace(" ", "_").replace("+", "").replace("__", "_")
         for stage in ("stage1", "stage2"):
             shutil.rmtree(vwork / stage, ignore_errors=True)
@@ -261,23 +244,23 @@ def main(argv=None) -> int:
         row.update(train_for("stage1", d, args.stage1_minutes, data_dir, generated, vwork))
         row.update(train_for("stage2", d, args.stage2_minutes, data_dir, generated, vwork))
         row["train_minutes"] = round((time.time() - t0) / 60, 2)
-        pipe = dm.load_generator(vwork / "stage2")
+        pipe = sampling.load_generator(vwork / "stage2")
         t1 = time.time()
-        images = dm.generate(pipe, points, [style_prompt(s) for s in chosen], list(range(len(points))), res,
-                             diffusion["stage2"]["sample_steps"], diffusion["stage2"]["guidance"])
+        images = sampling.generate(pipe, points, [style_prompt(s) for s in chosen], list(range(len(points))), res,
+                                   diffusion["stage2"]["sample_steps"], diffusion["stage2"]["guidance"])
         row["images_per_s"] = round(len(images) / (time.time() - t1), 2)
         nme = judge_nme(judge, images, points)
         row["alignment_nme"] = round(float(nme[~edited].mean()), 2)
         row["alignment_nme_edited"] = round(float(nme[edited].mean()), 2)
         row["alignment_ratio"] = round(float(nme.mean() / real), 2)
         row["style_accuracy"] = round(float((np.array(classifier.predict(list(images))) == np.array(chosen)).mean() * 100), 1)
-        ds.save_image(vwork / "samples.png", dm.sample_grid(images[:24], dm.render_batch(points[:24], res)))
+        ds.save_image(vwork / "samples.png", sampling.sample_grid(images[:24], condition.render_batch(points[:24], res)))
         rows.append(row)
         print(json.dumps(row), flush=True)
 
     table = pd.DataFrame(rows)
-    if args.append and args.out and Path(args.out).with_suffix(".csv").exists():
-        old = pd.read_csv(Path(args.out).with_suffix(".csv"))
+    if args.append and args.out and args.out.with_name(f"{args.out.name}.csv").exists():
+        old = pd.read_csv(args.out.with_name(f"{args.out.name}.csv"))
         table = pd.concat([old[~old["variant"].isin(table["variant"])], table], ignore_index=True)
     head = (f"Equal CPU time: stage 1 {args.stage1_minutes} min + stage 2 {args.stage2_minutes} min per variant; "
             f"{args.faces} generated faces for validation landmarks (half edited). Judge: "
@@ -288,7 +271,7 @@ def main(argv=None) -> int:
             f"{100 / len(styles):.1f}% ({len(styles)} styles)."
             + (f" The consistency rows' critic trained once, {critic_minutes} min, outside the budget; its "
                f"{crit_nme:.2f}% NME on the real validation faces." if critic_minutes is not None else ""))
-    write_table(table, head, args.out)
+    write_table(table, head, args.out, keep_earlier=args.append)
     return 0
 
 

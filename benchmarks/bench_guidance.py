@@ -17,13 +17,16 @@ prediction's spread (diffusers' ``rescale_noise_cfg``, Lin et al. 2024); guidanc
 a timestep (the interval of Kynkaanniemi et al. 2024: the unguided model draws the last, fine steps);
 more DDIM steps. Every figure comes with its 95% bootstrap interval over the items, so ``--faces`` sets how finely
 a variant is measured (the profile's guidance sweep draws 110). The options are ``LandmarkPipeline``'s (``guidance_rescale``, ``guidance_min_timestep``),
-drawn through ``lib.generator.diffusion.generate`` as synthesis draws.
+drawn through ``lib.generator.sampling.generate`` as synthesis draws.
 
 The bench also prints each judge's own cost of the styles: its NME on the real validation faces as they
 are and restyled by each filter style of the stage-2 set (their landmarks exact by construction), so an
 alignment ratio can be read against what the judge does on correctly labelled faces of those styles.
 
-    ./study run python -m benchmarks.bench_guidance --profile cpu --out results/cpu/guidance_variants
+    ./study run python -m benchmarks.bench_guidance --profile cpu --out guidance_variants
+
+``--out NAME`` writes ``results/<profile>/benchmarks/NAME.{csv,md}`` and, with the judges' cost of the styles,
+``NAME_judge_style_cost.{csv,md}``.
 """
 from __future__ import annotations
 
@@ -41,11 +44,12 @@ from lib.detector.model import Detector
 from lib.evaluation import predictors as pr
 from lib.evaluation.statistics import bootstrap_ci
 from lib.evaluation import style_classifier as sc
-from lib.generator import diffusion as dm
+from lib.generator import sampling
 from lib.generator import synthesis as syn
+from lib.generator.pairs import PairSet, resize_pair
 from lib.generator.styles import stylise
 
-from .bench_generator import write_table
+from .common import add_out_argument, parse_args, write_table
 
 # name -> (guidance, options): guidance_rescale (0: none), guidance_min_timestep (guidance only at timesteps >= it),
 # steps (DDIM)
@@ -67,7 +71,7 @@ def style_cost(judges: dict, samples: list, styles: list[str], resolution: int, 
     """Each judge's NME (%) on the real validation faces restyled by each filter style, at `resolution`."""
     rng, rows = np.random.default_rng(seed), []
     for style in styles:
-        pairs = [dm.resize_pair(stylise(ds.load_image(s.image_path), style, rng), s.landmarks, resolution)
+        pairs = [resize_pair(stylise(ds.load_image(s.image_path), style, rng), s.landmarks, resolution)
                  for s in samples]
         images, points = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         rows.append({"style": style, **{name: round(float(syn.judge_nme(j, images, points).mean()), 2)
@@ -81,23 +85,23 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--faces", type=int, default=220, help="sweep items per variant")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
-    ap.add_argument("--out", default=None, help="table path prefix (default: print only)")
+    add_out_argument(ap)
     ap.add_argument("--generator", default=None,
                     help="a generator folder to draw with (default: the profile's two-stage generator)")
     ap.add_argument("--no-style-cost", action="store_true", help="skip each judge's own cost of the filter styles")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     params = pipeline.load_params(args.profile)
     synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
     data_dir, models = pipeline.data_dir(args.profile), pipeline.models_dir(args.profile)
     samples = ds.read_dataset(data_dir / "crops" / "val", "300w")
-    val = dm.PairSet(samples, res)
+    val = PairSet(samples, res)
     judges = {"dlib": pr.build("dlib_box"), "real only": Detector(models / "detector_real", "landmarks", "real only")}
     clf, clf_acc = sc.train_style_classifier(pipeline.generated_dir(args.profile) / "multidomain", resolution=res)
     on_real = {name: float(syn.judge_nme(j, val.images, val.points).mean()) for name, j in judges.items()}
     items = syn.sweep_items(val.points, list(clf.classes), args.faces, res, synthesis["seed"],
                             synthesis["edits_per_face"], synthesis["edits"], synthesis["exaggeration"])
     generator = Path(args.generator) if args.generator else models / synthesis["generators"]["two_stage"]
-    pipe = dm.load_generator(generator)
+    pipe = sampling.load_generator(generator)
     points = np.array([it["points"] for it in items])
     wanted = np.array([it["style"] for it in items])
     rows = []
@@ -105,9 +109,9 @@ def main(argv=None) -> int:
         guidance, opts = VARIANTS[name]
         t0 = time.perf_counter()
         opts = {"steps": synthesis["steps"], **opts}
-        faces = dm.generate(pipe, points, [it["prompt"] for it in items], [it["seed"] for it in items], res,
-                            guidance=guidance, batch_size=synthesis["batch_size"],
-                            mixed_precision=synthesis["mixed_precision"], **opts)
+        faces = sampling.generate(pipe, points, [it["prompt"] for it in items], [it["seed"] for it in items], res,
+                                  guidance=guidance, batch_size=synthesis["batch_size"],
+                                  mixed_precision=synthesis["mixed_precision"], **opts)
         row = {"variant": name, "guidance": guidance, "steps": opts["steps"],
                "seconds": round(time.perf_counter() - t0, 1)}
         for judge, j in judges.items():

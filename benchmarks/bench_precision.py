@@ -3,7 +3,7 @@ time budget). Three parts, in one run on one machine, so the speed-ups are ratio
 
 1. **Speed**: seconds per training step of the profile's autoencoder, diffusion model (UNet with the
    landmark-consistency critic on half the batch, as stage 1 trains) and detector, and seconds per batch of
-   32 faces drawn with DDIM and guidance, in float32 and under ``lib.generator.diffusion.autocast("bf16")``
+   32 faces drawn with DDIM and guidance, in float32 and under ``lib.generator.precision.autocast("bf16")``
    (each timed twice, alternating; the faster of the two is kept).
 2. **Training** (``--parts training``): stage 1 trained ``--steps`` steps twice from the same seed (the same
    batches, noise and timesteps), float32 and bf16; the paired per-step differences of the training loss and
@@ -15,7 +15,9 @@ time budget). Three parts, in one run on one machine, so the speed-ups are ratio
 
 The autoencoder's quality under bf16 is measured by ``bench_autoencoder`` (variant ``32x32x4, bf16``).
 
-    ./study run python -m benchmarks.bench_precision --profile cpu --out results/cpu/precision
+    ./study run python -m benchmarks.bench_precision --profile cpu --out precision
+
+``--out NAME`` writes one table per part, ``results/<profile>/benchmarks/NAME_<part>.{csv,md}``.
 """
 from __future__ import annotations
 
@@ -31,11 +33,15 @@ import torch
 from lib import pipeline
 from lib.detector.critic import Critic
 from lib.detector.network import NetworkConfig, build_network
-from lib.generator import diffusion as dm
+from lib.generator.components import build_components, condition_tensor, vae_scale_factor
+from lib.generator.pairs import PairSet
+from lib.generator.precision import autocast
+from lib.generator.sampling import generate, load_generator, make_pipeline
+from lib.generator.training import LandmarkDiffusion
 from lib.generator import stages
 from lib.generator import synthesis as syn
 
-from .bench_generator import write_table
+from .common import add_out_argument, parse_args, write_table
 
 
 def _timed(fn, n: int) -> float:
@@ -49,15 +55,15 @@ def _generator_inputs(diffusion: dict, models: Path):
     """The profile's diffusion model (untrained UNet, trained autoencoder), its critic and one batch
     of stage-1 inputs: (components, network, critic, points (32, 68, 2), latents, t, text, condition)."""
     torch.manual_seed(0)
-    c = dm.build_components(diffusion["model"], models / "autoencoder")
-    f = dm.vae_scale_factor(c.vae)
-    net = dm.LandmarkDiffusion(c.unet, c.controlnet, f)
+    c = build_components(diffusion["model"], models / "autoencoder")
+    f = vae_scale_factor(c.vae)
+    net = LandmarkDiffusion(c.unet, c.controlnet, f)
     critic = Critic(stages.critic_dir(models))
     res = diffusion["model"]["resolution"]
     b = diffusion["stage1"]["batch_size"]
     points = (np.random.default_rng(0).random((32, 68, 2)) * res * 0.6 + res * 0.2).astype(np.float32)
     latents = torch.randn(b, c.vae.config.latent_channels, res // f, res // f)
-    cond = dm.condition_tensor(points[:b], res, c.conditioning)
+    cond = condition_tensor(points[:b], res, c.conditioning)
     text = torch.randn(b, diffusion["model"]["max_prompt_tokens"], c.text_encoder.config.hidden_size)
     t = torch.randint(0, 1000, (b,))
     return c, net, critic, points, latents, t, text, cond
@@ -78,25 +84,25 @@ def speed(params: dict, models: Path) -> list[dict]:
         opt.zero_grad(set_to_none=True)
 
     def autoencoder(p):
-        with dm.autocast(p):
+        with autocast(p):
             rec = c.vae.decode(c.vae.encode(images).latent_dist.sample()).sample.float()
         step((rec - images).abs().mean())
 
     def generator(p):
-        with dm.autocast(p):
+        with autocast(p):
             pred = net(latents, t, text, cond).float()
             faces = c.vae.decode(pred[: b // 2] / c.vae.config.scaling_factor).sample.float().clamp(-1, 1)
             step(pred.pow(2).mean() + critic.loss(faces, points[: b // 2]))
 
     def detector(p):
-        with dm.autocast(p):
+        with autocast(p):
             step(sum(o.float().pow(2).mean() for o in det(crops)))
 
-    pipe = dm.make_pipeline(c)
+    pipe = make_pipeline(c)
 
     def sample(p):
-        dm.generate(pipe, points, ["a portrait of cartoon style"] * 32, list(range(32)), res, 20, 3.0,
-                    mixed_precision=p)
+        generate(pipe, points, ["a portrait of cartoon style"] * 32, list(range(32)), res, 20, 3.0,
+                 mixed_precision=p)
 
     rows = []
     for name, fn, n in (("autoencoder step", autoencoder, 8), ("diffusion step (UNet + critic)", generator, 8),
@@ -128,7 +134,7 @@ def compiled(params: dict, models: Path, rounds: int = 3, n: int = 8) -> list[di
         decode = torch.compile(c.vae.decode) if name.endswith("decoder") else c.vae.decode
 
         def step():
-            with dm.autocast("bf16"):
+            with autocast("bf16"):
                 pred = run(latents, t, text, cond).float()
                 faces = decode(pred / c.vae.config.scaling_factor).sample.float().clamp(-1, 1)
                 loss = pred.pow(2).mean() + critic.loss(faces, points[: len(latents)])
@@ -152,13 +158,13 @@ def sampling(params: dict, profile: str) -> list[dict]:
     from lib.evaluation import style_classifier as sc
     synthesis, res = params["synthesis"], params["diffusion"]["model"]["resolution"]
     data_dir, models = pipeline.data_dir(profile), pipeline.models_dir(profile)
-    val = dm.PairSet(ds.read_dataset(data_dir / "crops" / "val", "300w"), res)
+    val = PairSet(ds.read_dataset(data_dir / "crops" / "val", "300w"), res)
     judge = pr.build("dlib_box")
     clf, _ = sc.train_style_classifier(pipeline.generated_dir(profile) / "multidomain", resolution=res)
     cfg = synthesis["guidance"]
     items = syn.sweep_items(val.points, list(clf.classes), cfg["faces"], res, synthesis["seed"],
                             synthesis["edits_per_face"], synthesis["edits"], synthesis["exaggeration"])
-    pipe = dm.load_generator(models / synthesis["generators"]["two_stage"])
+    pipe = load_generator(models / synthesis["generators"]["two_stage"])
     guidance = float(params["diffusion"]["stage2"]["guidance"])
     rows, faces = [], {}
     for p in ("no", "bf16"):
@@ -229,10 +235,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--parts", nargs="*", default=["speed", "sampling"])
-    ap.add_argument("--out", default=None, help="table path prefix (default: print only)")
+    add_out_argument(ap)
     ap.add_argument("--steps", type=int, default=150, help="stage-1 steps of the `training` part")
     ap.add_argument("--work", default="/tmp/bench_precision", help="scratch folder of the `training` part")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)
     params = pipeline.load_params(args.profile)
     if params["diffusion"]["model"].get("pretrained"):
         raise SystemExit(f"profile {args.profile}: mixed precision on a GPU is accelerate's; this bench is for CPUs")

@@ -9,7 +9,9 @@ NME (dlib in the landmark box, as ``bench_generator``) and style accuracy (the s
 trained on the stage-2 set). Every variant is also drawn at the guidance scales of ``--guidance``, which shows
 whether guidance changes what is drawn.
 
-    ./study run python -m benchmarks.bench_style --profile cpu --stage2-minutes 6 --out results/cpu/generator_style
+    ./study run python -m benchmarks.bench_style --profile cpu --stage2-minutes 6 --out generator_style
+
+``--out NAME`` writes the table to ``results/<profile>/benchmarks/NAME.{csv,md}``.
 
 ``--init stage2`` starts from the profile's trained two-stage generator instead: a longer stage 2. ``--guidance``
 with no value skips the drawing (the model stays in ``--work`` for ``bench_guidance --generator``).
@@ -27,12 +29,13 @@ import pandas as pd
 
 from lib import pipeline
 from lib.data import datasets as ds
-from lib.generator import diffusion as dm
+from lib.generator import condition, sampling
 from lib.generator import stages
 from lib.generator.styles import style_prompt
 from lib.generator.synthesis import judge_nme
 
-from .bench_generator import eval_faces, train_for, with_settings, write_table
+from .bench_generator import eval_faces, train_for
+from .common import add_out_argument, parse_args, with_settings, write_table
 
 # name -> settings over the profile's diffusion section
 VARIANTS = {
@@ -62,8 +65,8 @@ def main(argv=None) -> int:
                          "generator (stage 2's learning rate is constant, so this is a longer stage 2 than the "
                          "profile's, less the optimiser's and the average's history)")
     ap.add_argument("--work", default="/tmp/bench_style", help="scratch folder for the models")
-    ap.add_argument("--out", default=None, help="table path without suffix (default: print only)")
-    args = ap.parse_args(argv)
+    add_out_argument(ap)
+    args = parse_args(ap, argv)
 
     params = pipeline.load_params(args.profile)
     diffusion = params["diffusion"]
@@ -92,25 +95,25 @@ def main(argv=None) -> int:
 
     rows = []
     for name in args.variants:
-        d = with_settings(diffusion, VARIANTS[name])
+        d = with_settings(diffusion, VARIANTS[name], "diffusion", params)
         vwork = work / name.replace(" ", "_").replace(".", "")
         shutil.rmtree(vwork, ignore_errors=True)
         vwork.mkdir(parents=True)
         (vwork / "stage1").symlink_to((models / args.init).resolve())
         t0 = time.time()
         trained = train_for("stage2", d, args.stage2_minutes, data_dir, generated, vwork)
-        pipe = dm.load_generator(vwork / "stage2")
+        pipe = sampling.load_generator(vwork / "stage2")
         for g in args.guidance:
             t1 = time.time()
-            images = dm.generate(pipe, points, [style_prompt(s) for s in chosen], list(range(len(points))), res,
-                                 diffusion["stage2"]["sample_steps"], g)
+            images = sampling.generate(pipe, points, [style_prompt(s) for s in chosen], list(range(len(points))), res,
+                                       diffusion["stage2"]["sample_steps"], g)
             nme = judge_nme(judge, images, points)
             row = {"variant": name, **trained, "guidance": g, "images_per_s": round(len(images) / (time.time() - t1), 2),
                    "alignment_nme": round(float(nme[~edited].mean()), 2),
                    "alignment_nme_edited": round(float(nme[edited].mean()), 2),
                    "style_accuracy": round(float((np.array(classifier.predict(list(images))) == np.array(chosen)).mean()
                                                  * 100), 1)}
-            ds.save_image(vwork / f"samples_guidance{g:g}.png", dm.sample_grid(images[:24], dm.render_batch(points[:24], res)))
+            ds.save_image(vwork / f"samples_guidance{g:g}.png", sampling.sample_grid(images[:24], condition.render_batch(points[:24], res)))
             rows.append(row)
             print(json.dumps(row), flush=True)
         print(f"{name}: {(time.time() - t0) / 60:.1f} min with its drawings", flush=True)
