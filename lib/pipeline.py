@@ -9,17 +9,25 @@ the root for ``cpu`` (the profile whose results are committed), ``pipelines/<pro
 for the others. Each stage's notebook receives the profile name and only its own params
 sections, and is written, executed, to ``results/<profile>/notebooks/``.
 
+Every profile is checked against one schema, ``params/schema.yaml`` (the one place that says what each
+parameter means, its type and its range), when it is loaded (:func:`load_params`), before any stage runs: a
+misspelt key, a wrong type or a value out of range is one ``ParamsError`` (a ``ValueError``) naming the file,
+the key and what is allowed. The params files are read as YAML with YAML 1.2's floats (``1e-4`` is a number,
+not the text YAML 1.1 makes of it).
+
 Parameters (:func:`resolve_parameters`): an override names a params key by its dotted path
 (``-p detector.train.steps=100``) or gives part of a section (papermill's
 ``-y '{"data": {"val_fraction": 0.3}}'``); either is deep-merged over the profile's values, so
 the keys it does not name keep the profile's values. Unknown names and values of the wrong type
-are rejected with a ``ValueError`` naming the key.
+are rejected with a ``ValueError`` naming the key, and the merged values are checked against the schema again.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import copy
+import difflib
+import functools
 import json
 import os
 import re
@@ -44,11 +52,187 @@ STAGE_SECTIONS = {
 }
 
 
+SCHEMA = ROOT / "params" / "schema.yaml"
+
+
+class ParamsError(ValueError):
+    """A params file or an override off the schema (params/schema.yaml); the message names the file or
+    the override, the key and what is allowed."""
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """YAML as ``yaml.safe_load`` reads it, but with YAML 1.2's floats: ``1e-4`` and ``2E5`` are numbers
+    (YAML 1.1, PyYAML's default, wants a dot and reads them as text)."""
+
+
+ParamsLoader.add_implicit_resolver(  # copies SafeLoader's resolvers for this class first, then adds this one
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def read_yaml(text: str):
+    """A params file's (or an override's) YAML, with YAML 1.2's floats (:class:`ParamsLoader`)."""
+    return yaml.load(text, Loader=ParamsLoader)
+
+
+@functools.lru_cache(maxsize=None)
+def schema() -> dict:
+    """The schema of a profile (``params/schema.yaml``: its ``profile`` node)."""
+    return read_yaml(SCHEMA.read_text())["profile"]
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def load_params(profile: str, root: Path = ROOT) -> dict:
+    """``params/<profile>.yaml`` under ``root``, checked against the schema (:func:`check_params`)."""
     path = root / "params" / f"{profile}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such profile; known: {', '.join(PROFILES)}")
-    return yaml.safe_load(path.read_text())
+    try:
+        params = read_yaml(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{_shown(path)}: not valid YAML ({' '.join(str(exc).split())})") from None
+    check_params(params, _shown(path))
+    if params["profile"] != profile:
+        raise ParamsError(f"{_shown(path)}: profile: {params['profile']!r}, expected {profile!r} (the file's name)")
+    return params
+
+
+def check_params(params, where: str) -> None:
+    """Raise ParamsError listing every way ``params`` (a whole profile) departs from the schema."""
+    problems = list(_problems(params, schema(), ""))
+    if len(problems) == 1:
+        raise ParamsError(f"{where}: {problems[0]}")
+    if problems:
+        raise ParamsError(f"{where}: {len(problems)} problems:\n  " + "\n  ".join(problems))
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _is_section(node: dict) -> bool:
+    return "keys" in node
+
+
+def _describe(node: dict) -> str:
+    """What a schema node allows, in words: 'an int >= 1', 'a float in [0, 1)', 'one of: a, b', ..."""
+    if "any_of" in node:
+        return " or ".join(_describe(n) for n in node["any_of"])
+    if _is_section(node):
+        text = "a section with keys " + ", ".join(map(str, node["keys"]))
+    elif node.get("type", "any") == "dict":
+        text = "a mapping of names to " + _describe(node["values"])
+    else:
+        kind = node.get("type", "any")
+        text = {"int": "an int", "float": "a number", "bool": "true or false", "str": "a string", "list": "a list",
+                "any": "anything"}[kind]
+        if "choices" in node:
+            text = "one of: " + ", ".join(map(str, node["choices"]))
+        low = ("[", node["min"]) if "min" in node else ("(", node["above"]) if "above" in node else None
+        high = (node["max"], "]") if "max" in node else (node["below"], ")") if "below" in node else None
+        if low and high:
+            text += f" in {low[0]}{low[1]}, {high[0]}{high[1]}"
+        elif low:
+            text += f" {'>=' if low[0] == '[' else '>'} {low[1]}"
+        elif high:
+            text += f" {'<=' if high[1] == ']' else '<'} {high[0]}"
+        if kind == "list":
+            if "length" in node:
+                text += f" of {node['length']}"
+            elif node.get("min_length"):
+                text += f" of at least {node['min_length']}"
+            if "items" in node:
+                text += " (each " + _describe(node["items"]) + ")"
+    if node.get("nullable"):
+        text += ", or null"
+    return text
+
+
+def _about(node: dict) -> str:
+    return f" ({node['doc']})" if node.get("doc") else ""
+
+
+def _problems(value, node: dict, path: str):
+    """The ways ``value`` at ``path`` departs from the schema ``node`` (strings naming the key)."""
+    where = path or "the file"
+    if "any_of" in node:
+        if any(not list(_problems(value, alt, path)) for alt in node["any_of"]):
+            return
+        yield f"{where}: {value!r}; allowed: {_describe(node)}{_about(node)}"
+        return
+    if value is None:
+        if not node.get("nullable"):
+            yield f"{where}: null; allowed: {_describe(node)}{_about(node)}"
+        return
+    if _is_section(node):
+        keys = node["keys"]
+        if not isinstance(value, dict):
+            yield f"{where}: {_type_name(value)} {value!r}; expected a section with keys {', '.join(map(str, keys))}"
+            return
+        for k, v in value.items():
+            if k in keys:
+                yield from _problems(v, keys[k], _join(path, k))
+                continue
+            close = difflib.get_close_matches(str(k), list(map(str, keys)), 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            yield f"{_join(path, k)}: unknown key{hint}; {path or 'a profile'} takes: {', '.join(map(str, keys))}"
+        for k in node.get("required", []):
+            if k not in value:
+                yield f"{_join(path, k)}: missing{_about(keys[k])}"
+        if node.get("one_of") and not any(k in value for k in node["one_of"]):
+            yield f"{where}: needs {' or '.join(node['one_of'])}"
+        return
+    kind = node.get("type", "any")
+    if kind == "dict":
+        if not isinstance(value, dict):
+            yield f"{where}: {_type_name(value)} {value!r}; expected {_describe(node)}{_about(node)}"
+            return
+        for k, v in value.items():
+            yield from _problems(v, node["values"], _join(path, k))
+        return
+    ok = {"any": True, "bool": isinstance(value, bool), "str": isinstance(value, str),
+          "list": isinstance(value, list),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind]
+    if not ok:
+        hint = (" (YAML reads an unquoted yes/no/on/off as true/false: quote it)"
+                if kind == "str" and isinstance(value, bool) else "")
+        yield f"{where}: {_type_name(value)} {value!r}; expected {_describe(node)}{_about(node)}{hint}"
+        return
+    if "choices" in node and value not in node["choices"]:
+        yield f"{where}: {value!r}; allowed: {', '.join(map(str, node['choices']))}{_about(node)}"
+        return
+    if kind in ("int", "float"):
+        bad = (("min" in node and value < node["min"]) or ("max" in node and value > node["max"])
+               or ("above" in node and value <= node["above"]) or ("below" in node and value >= node["below"]))
+        if bad or value != value:  # NaN is in no range
+            yield f"{where}: {value!r} out of range; allowed: {_describe(node)}{_about(node)}"
+    if kind == "list":
+        if ("length" in node and len(value) != node["length"]) or len(value) < node.get("min_length", 0):
+            yield f"{where}: {len(value)} items; allowed: {_describe(node)}{_about(node)}"
+        if "items" in node:
+            for i, item in enumerate(value):
+                yield from _problems(item, node["items"], f"{path}[{i}]")
+
+
+def _child(node: dict | None, key, base) -> dict | None:
+    """The schema node of ``key`` below ``node`` (None where the schema does not say)."""
+    if node is None:
+        return None
+    if "any_of" in node:  # the alternative of the profile's value's form
+        node = next((n for n in node["any_of"] if _is_section(n) == isinstance(base, dict)), None)
+        return _child(node, key, base)
+    if _is_section(node):
+        return node["keys"].get(key)
+    if node.get("type") == "dict":
+        return node["values"]
+    return None
 
 
 def data_dir(profile: str, root: Path = ROOT) -> Path:
@@ -108,16 +292,22 @@ def _check_type(key: str, value, reference) -> None:
                          f"got {_type_name(value)} {value!r}")
 
 
-def _merge(base, override, key: str):
-    """``override`` deep-merged over ``base``; every key must exist in ``base``."""
+def _merge(base, override, key: str, node: dict | None = None):
+    """``override`` deep-merged over ``base``; every key must exist in ``base`` or be one the schema
+    (``node``, the schema of ``key``) knows there."""
     if isinstance(base, dict) and override is not None:
         _check_type(key, override, base)
         merged = copy.deepcopy(base)
         for k, v in override.items():
             path = f"{key}.{k}"
+            child = _child(node, k, base)
             if k not in base:
-                raise ValueError(f"unknown parameter {path}; {key} has: {', '.join(map(str, base))}")
-            merged[k] = _merge(base[k], v, path)
+                if child is None:
+                    known = list(node["keys"]) if node is not None and _is_section(node) else list(base)
+                    raise ValueError(f"unknown parameter {path}; {key} has: {', '.join(map(str, known))}")
+                merged[k] = copy.deepcopy(v)  # a key the profile leaves out: the schema checks it
+                continue
+            merged[k] = _merge(base[k], v, path, child)
         return merged
     if override is None and isinstance(base, dict):
         return copy.deepcopy(base)  # a section left at None: the profile's values
@@ -126,16 +316,23 @@ def _merge(base, override, key: str):
 
 
 def parse_assignment(text: str) -> dict:
-    """``"detector.train.steps=100"`` -> ``{"detector": {"train": {"steps": 100}}}`` (YAML value)."""
+    """``"detector.train.steps=100"`` -> ``{"detector": {"train": {"steps": 100}}}`` (a YAML value, read as
+    the params files are: ``1e-4`` is a float). A value that is not YAML is a ValueError naming the override."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ValueError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. detector.train.steps=100")
+    try:
+        parsed = read_yaml(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"override {text!r}: the value {value!r} is not valid YAML ({problem}); "
+                         "quote text, write lists as [a, b]") from None
     out: dict = {}
     node = out
     parts = key.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = parsed
     return out
 
 
@@ -192,7 +389,12 @@ def resolve_parameters(stage: str, profile: str, overrides: dict | None = None, 
         if name not in sections:
             raise ValueError(f"unknown parameter {name}; notebook {stage} takes: "
                              f"{', '.join(['profile', *sections])}")
-    return {s: _merge(params[s], overrides.get(s), s) for s in sections}
+    merged = {s: _merge(params[s], overrides.get(s), s, schema()["keys"][s]) for s in sections}
+    problems = [p for s in sections if overrides.get(s) is not None
+                for p in _problems(merged[s], schema()["keys"][s], s)]
+    if problems:
+        raise ParamsError("parameter " + "\nparameter ".join(problems))
+    return merged
 
 
 # --- the DVC pipelines ----------------------------------------------------------------------

@@ -178,13 +178,46 @@ def box_diagonal(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(size, axis=-1)
 
 
+SPREAD_LIMIT = 8.0  # a face's points lie within this many median distances of their median point
+
+
+def spread(points: np.ndarray) -> np.ndarray:
+    """Each point's distance from the points' median, in units of the median of those distances:
+    a robust measure of how far a point lies from the others. The 68 points of a face reach about
+    2 (jaw and chin; at most 3.6 over the cpu profile's 2,601 real faces, 4.8 over edited and
+    exaggerated synthetic ones); one point misplaced far off the face stands out however far it is,
+    since neither the median point nor the median distance moves with it."""
+    pts = np.asarray(points, np.float64)
+    d = np.linalg.norm(pts - np.median(pts, axis=0), axis=1)
+    scale = float(np.median(d))
+    return d / scale if scale > 0 else np.where(d > 0, np.inf, 0.0)
+
+
+def robust_box(points: np.ndarray, limit: float = SPREAD_LIMIT) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): the bounding box of the points whose ``spread`` is at most `limit`, i.e. the face's
+    extent without outlying points, which would otherwise widen it (and every tolerance read from it)."""
+    pts = np.asarray(points, np.float64)
+    inliers = pts[spread(pts) <= limit]
+    if not len(inliers):
+        inliers = pts
+    return inliers.min(axis=0), inliers.max(axis=0)
+
+
+def robust_diagonal(points: np.ndarray, limit: float = SPREAD_LIMIT) -> float:
+    """The diagonal of ``robust_box``: the face's size, unmoved by an outlying point."""
+    lo, hi = robust_box(points, limit)
+    return float(np.linalg.norm(hi - lo))
+
+
 def validate(points: np.ndarray, source: str, image_size: tuple[int, int] | None = None,
              tolerance: float = 0.1) -> np.ndarray:
     """Return points as float64 (68, 2) or raise ValueError naming `source`.
 
     `image_size` is (height, width); points may stick out of the image by
     `tolerance` times the face size (annotators place occluded jaw points
-    just outside the frame), anything further is an error."""
+    just outside the frame), anything further is an error. The face size is the
+    diagonal of ``robust_box``, the extent of the points without outliers, so a
+    misplaced point does not widen its own tolerance."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"{source}: landmark array of shape {pts.shape}, expected (68, 2)")
@@ -194,10 +227,10 @@ def validate(points: np.ndarray, source: str, image_size: tuple[int, int] | None
         raise ValueError(f"{source}: NaN or infinite coordinates")
     if image_size is not None:
         h, w = image_size
-        slack = tolerance * float(box_diagonal(pts))
+        slack = tolerance * robust_diagonal(pts)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         if lo[0] < -slack or lo[1] < -slack or hi[0] > w - 1 + slack or hi[1] > h - 1 + slack:
             raise ValueError(
                 f"{source}: coordinates outside the {w}x{h} image "
-                f"(x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f})")
+                f"(x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f}; at most {slack:.1f} px out allowed)")
     return pts

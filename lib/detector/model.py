@@ -7,7 +7,8 @@ validation NME); ``checkpoints/last.safetensors`` holds what resuming needs.
 
 ``load_detector`` checks a folder before use: config.json against its schema
 (``model``: the network, every ``NetworkConfig`` field, ``arch``, ``pretrained`` and
-``backbone`` optional for folders written before there was a choice; ``margin`` in [0, 1];
+``backbone`` optional for folders written before there was a choice; ``points`` 68 or 257, the
+iBUG or the dense scheme; ``margin`` in [0, 1];
 ``mean``/``std``: the RGB normalisation, used at prediction; optional
 ``training``: notes of the run), model.safetensors readable, its tensor names
 and shapes those of the network, every weight finite. Any problem raises
@@ -199,6 +200,9 @@ def check_config(config, where: str) -> NetworkConfig:
         kind = float if names[k] in (float, "float") else int
         if not _is_number(v, kind) or v <= 0:
             raise bad(f"config.json: model.{k} is {v!r}, expected a positive {kind.__name__}")
+    if net["points"] not in (lm.N_POINTS, lm.N_DENSE):
+        raise bad(f"config.json: model.points is {net['points']}; a detector predicts {lm.N_POINTS} (iBUG) or "
+                  f"{lm.N_DENSE} (the dense scheme) points, which the study maps to the 68 it scores")
     return NetworkConfig(**net)
 
 

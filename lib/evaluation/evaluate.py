@@ -14,15 +14,23 @@ paper's released ``test.py``.
 Predict mode's outputs mirror each image's path relative to DIR: DIR/a/face.jpg
 gives OUT/a/face.pts and OUT/a/face_landmarks.jpg. Where two images of one
 folder share a stem (face.jpg, face.png) both keep their suffix in the name:
-OUT/face.jpg.pts, OUT/face.jpg_landmarks.jpg, OUT/face.png.pts, ... Nothing is
-overwritten: existing output files, or an OUT that is DIR or inside it, are an
-error unless ``--overwrite`` is given (then images under OUT, and images that are
-outputs of this run, are not read as inputs). The summary counts the images
-written and skipped (with reasons).
+OUT/face.jpg.pts, OUT/face.jpg_landmarks.jpg, OUT/face.png.pts, ...
+
+Nothing that is not the command's own is ever replaced. Every file it writes in
+OUT is listed in OUT/written_by_lib_evaluation.txt (``RECORD``); only those may be
+replaced, and only with ``--overwrite``. A file in the way that the record does not
+list (an input image, a ground-truth .pts, a user's own face_landmarks.jpg or
+metrics.json) is an error, with or without ``--overwrite``. An OUT that is DIR or
+inside it needs ``--overwrite`` too; the images the record lists (earlier drawings)
+and, where OUT lies inside DIR, the images under OUT are not read as inputs. Each
+file is written to a temporary name and renamed into place (``datasets.write_atomic``),
+so a failed write (a full disk) leaves no truncated file and names the file. The
+summary counts the images written and skipped (with reasons).
 
 Exit codes: 0 done; 1 predict mode wrote nothing (every image skipped); 2 an
 error before or instead of the work (missing or empty folder, unusable
-detector folder, --out an existing file or not writable, outputs that exist).
+detector folder or --mean-from folder, --out an existing file or not writable,
+outputs that exist, a failed write).
 """
 from __future__ import annotations
 
@@ -328,9 +336,21 @@ def _load_predictor(name: str, mean_from: str | None, box: str, flip: bool = Fal
     shapes = None
     if name == "mean_shape":
         if not mean_from:
-            raise SystemExit("error: --predictor mean_shape needs --mean-from DIR (annotated training faces)")
-        shapes = np.array([s.landmarks for s in ds.read_dataset(mean_from)])
+            raise ValueError("--predictor mean_shape needs --mean-from DIR (annotated training faces)")
+        errors: list[str] = []
+        samples = ds.read_dataset(mean_from, "auto", errors)
+        if not samples:
+            raise ValueError(f"--mean-from {mean_from}: no usable annotated face to take the mean shape of"
+                             + _first_problems(errors))
+        if errors:
+            print(f"--mean-from {mean_from}: the mean of {len(samples)} faces; {len(errors)} files skipped, "
+                  f"e.g. {errors[0]}", file=sys.stderr)
+        shapes = np.array([s.landmarks for s in samples])
     return pr.build(name, shapes)
+
+
+def _first_problems(errors: list[str]) -> str:
+    return ("; first problems:\n  " + "\n  ".join(errors[:5])) if errors else ""
 
 
 def check_out(out: Path) -> None:
@@ -347,27 +367,124 @@ def check_out(out: Path) -> None:
         raise ValueError(f"--out {out}: {place} is not writable")
 
 
-def run_test(images_dir: Path, predictor: Predictor, out: Path, fmt: str) -> dict:
+RECORD = "written_by_lib_evaluation.txt"
+_RECORD_HEADER = ("# The files python -m lib.evaluation wrote in this folder, one a line. It replaces only these "
+                  "(with --overwrite); every other file here is never replaced.")
+
+
+class OutputRecord:
+    """The files this command wrote in an output folder before: ``RECORD`` there, one path
+    a line relative to the folder. Only they may be replaced (with ``--overwrite``)."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.path = self.out / RECORD
+        self.files: set[Path] = set()  # resolved paths
+        if self.path.is_file():
+            try:
+                lines = self.path.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{self.path}: unreadable record of this command's outputs ({exc})") from None
+            if not lines or lines[0] != _RECORD_HEADER:
+                raise ValueError(f"{self.path}: not a record written by this command; move it or choose another --out")
+            self.files = {(self.out / line).resolve() for line in lines[1:] if line.strip()}
+        elif self.path.exists():
+            raise ValueError(f"{self.path}: not a file; move it or choose another --out")
+
+    def owns(self, path: Path) -> bool:
+        return Path(path).resolve() in self.files
+
+    def save(self, files) -> None:
+        """Record ``files`` (resolved paths under the folder) as this command's, atomically."""
+        self.files = set(files)
+        root = self.out.resolve()
+        lines = sorted(f.relative_to(root).as_posix() for f in self.files)
+        ds.write_atomic(self.path, "\n".join([_RECORD_HEADER, *lines, ""]).encode())
+
+    def keep_existing(self) -> None:
+        """Drop the files that are not there (a write that failed or never happened). Where the record
+        cannot be written (a full disk), it keeps listing them: files this command meant to write."""
+        try:
+            self.save({f for f in self.files if f.exists()})
+        except OSError:
+            pass
+
+
+def _examples(paths: list[Path], n: int = 3) -> str:
+    return ", ".join(map(str, paths[:n])) + (", ..." if len(paths) > n else "")
+
+
+def check_targets(out: Path, targets: list[Path], record: OutputRecord, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that would replace a file this command did not write
+    (never allowed) or one it wrote before (allowed with ``overwrite``)."""
+    present = [q for q in targets if q.exists() or q.is_symlink()]
+    foreign = [q for q in present if not record.owns(q)]
+    if foreign:
+        kinds = sorted({"landmark files" if q.suffix == ".pts" else "images" if q.suffix.lower() in ds.IMAGE_SUFFIXES
+                        else "other files" for q in foreign})
+        raise FileExistsError(
+            f"--out {out}: {len(foreign)} files there ({' and '.join(kinds)}) would be replaced but were not "
+            f"written by this command ({_examples(foreign)}); they are never replaced, not even with --overwrite "
+            f"(inputs, ground truth and your own files are kept; this command's outputs are listed in {RECORD}): "
+            "choose another --out")
+    if present and not overwrite:
+        raise FileExistsError(f"--out {out}: {len(present)} output files exist already ({_examples(present)}); "
+                              "pass --overwrite to replace them")
+
+
+TEST_OUTPUTS = ("per_image.csv", "metrics.json")
+
+
+def check_test_outputs(out: Path, overwrite: bool = False) -> OutputRecord:
+    """Test mode's check before any work: metrics.json and per_image.csv may replace only this
+    command's own earlier outputs, and only with `overwrite`. Returns the output record."""
     check_out(out)
+    record = OutputRecord(out)
+    check_targets(out, [out / n for n in TEST_OUTPUTS], record, overwrite)
+    return record
+
+
+def run_test(images_dir: Path, predictor: Predictor, out: Path, fmt: str, overwrite: bool = False) -> dict:
+    record = check_test_outputs(out, overwrite)
     images = _images(images_dir)
     errors: list[str] = []
     samples = ds.read_dataset(images_dir, fmt, errors)
     annotated = {s.image_path.resolve() for s in samples}
-    unmatched = [p for p in images if p.resolve() not in annotated]
+    drawings = OutputRecord(images_dir) if (images_dir / RECORD).is_file() else None  # predict mode's, not inputs
+    unmatched = [p for p in images if p.resolve() not in annotated and not (drawings and drawings.owns(p))]
     if not samples:
         raise ValueError(f"{images_dir}: {len(images)} images but none has a usable landmark file "
-                         f"(format {fmt}); first problems:\n  " + "\n  ".join(errors[:5]))
+                         f"(format {fmt})" + (_first_problems(errors) or "; no landmark files of that layout found"))
     per_image = evaluate(predictor, samples, desc=predictor.name, errors=errors).per_image
     if per_image.empty:
-        raise ValueError(f"{images_dir}: no face could be scored; first problems:\n  " + "\n  ".join(errors[:5]))
-    out.mkdir(parents=True, exist_ok=True)
-    per_image.to_csv(out / "per_image.csv", index=False)
+        raise ValueError(f"{images_dir}: no face could be scored" + _first_problems(errors))
+    explained = {_error_path(e) for e in errors}
     result = {"predictor": predictor.name, "folder": str(images_dir),
               **table_row(predictor.name, images_dir.name, per_image),
               "skipped": errors + [f"{p}: not listed in the annotations" for p in unmatched
-                                   if not any(e.startswith(str(p)) for e in errors)]}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+                                   if not _explained(p, explained)]}
+    targets = [(out / n).resolve() for n in TEST_OUTPUTS]
+    out.mkdir(parents=True, exist_ok=True)
+    record.save(record.files | set(targets))  # recorded before they are written: a later run may replace them
+    try:
+        ds.write_atomic(out / "per_image.csv", per_image.to_csv(index=False).encode())
+        ds.write_atomic(out / "metrics.json", json.dumps(result, indent=2).encode())
+    finally:
+        record.keep_existing()
     return result
+
+
+def _error_path(error: str) -> Path:
+    """The file a reader's error names (its text up to the first ': ')."""
+    return Path(error.split(": ", 1)[0])
+
+
+def _explained(image: Path, named: set[Path]) -> bool:
+    """Whether a reader's error already names `image`: the image itself, its landmark file beside it
+    (x.pts, x.txt) or elsewhere (CariFace's landmarks_gt/x.jpg.npy)."""
+    if image in named or any(image.with_suffix(s) in named for s in (".pts", ".txt")):
+        return True
+    return any(p.name == f"{image.name}.npy" for p in named)
 
 
 def output_names(images: list[Path], root: Path) -> dict[Path, Path]:
@@ -386,32 +503,31 @@ def output_names(images: list[Path], root: Path) -> dict[Path, Path]:
             names[p] = p.relative_to(root)
 
 
-def predict_plan(images_dir: Path, out: Path, overwrite: bool = False) -> tuple[list, list[str]]:
-    """(inputs, skipped): each image with its .pts and drawing paths, and the
-    images not read (outputs of this run). Raises before any work where outputs
-    would land in the input folder or replace files, unless `overwrite`."""
+def predict_plan(images_dir: Path, out: Path, overwrite: bool = False) -> tuple[list, list[str], OutputRecord]:
+    """(inputs, skipped, record): each image with its .pts and drawing paths, the images
+    not read (this command's outputs), and the record of its outputs in `out`. Raises
+    before any work where outputs would land in the input folder (unless `overwrite`),
+    replace a file this command did not write (never), or replace its own earlier
+    outputs (unless `overwrite`)."""
     check_out(out)
     images = _images(images_dir)
     src, dst = images_dir.resolve(), out.resolve()
-    inside = dst == src or src in dst.parents
-    if inside and not overwrite:
+    if (dst == src or src in dst.parents) and not overwrite:
         raise ValueError(f"--out {out} is the --images folder or inside it: outputs would land among the "
                          "inputs; choose another folder or pass --overwrite")
-    plan = [(p, out / f"{n}.pts", out / f"{n}_landmarks.jpg") for p, n in output_names(images, images_dir).items()]
-    outputs = {q.resolve() for _, pts, drawing in plan for q in (pts, drawing)}
-
-    def is_output(image: Path) -> bool:  # made by this command, now or in an earlier run
-        r = image.resolve()
-        return r in outputs or (dst != src and dst in r.parents)
-
-    skipped = [f"{p}: under --out or an output of this command, not read" for p, _, _ in plan if is_output(p)]
-    plan = [t for t in plan if not is_output(t[0])]
-    existing = [q for _, pts, drawing in plan for q in (pts, drawing) if q.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"--out {out}: {len(existing)} output files exist already "
-                              f"({', '.join(map(str, existing[:3]))}{', ...' if len(existing) > 3 else ''}); "
-                              "pass --overwrite to replace them")
-    return plan, skipped
+    record = OutputRecord(out)
+    below_out = src in dst.parents  # --out a subfolder of --images: what lies under it is output, not input
+    skipped, inputs = [], []
+    for p in images:
+        if record.owns(p):
+            skipped.append(f"{p}: an output of this command (listed in {record.path}), not read")
+        elif below_out and dst in p.resolve().parents:
+            skipped.append(f"{p}: under --out, an output of this command, not read")
+        else:
+            inputs.append(p)
+    plan = [(p, out / f"{n}.pts", out / f"{n}_landmarks.jpg") for p, n in output_names(inputs, images_dir).items()]
+    check_targets(out, [q for _, pts, drawing in plan for q in (pts, drawing)], record, overwrite)
+    return plan, skipped, record
 
 
 def run_predict(images_dir: Path, predictor: Predictor, out: Path, overwrite: bool = False) -> dict:
@@ -419,28 +535,41 @@ def run_predict(images_dir: Path, predictor: Predictor, out: Path, overwrite: bo
     predict, write .pts and a drawn image (names: ``predict_plan``). Returns
     {"written": [images], "skipped": ["image: reason"]}."""
     from ..core.faces import FaceFinder
-    plan, skipped = predict_plan(images_dir, out, overwrite)
+    plan, skipped, record = predict_plan(images_dir, out, overwrite)
     own_finder = getattr(predictor, "box_mode", None) == "detector"
     finder = None if own_finder else FaceFinder()
     written = []
-    for path, pts_path, drawing_path in track(plan, desc="predict", lines=True):
-        try:
-            img = ds.load_image(path)
-            if own_finder:
-                pred = predictor.predict(img).landmarks
-            else:
-                box = finder.find(img)
-                if box is None:
-                    raise LookupError("no face found")
-                pred = predictor.predict(img, box).landmarks
-            if not np.isfinite(pred).all():
-                raise LookupError("the predictor returned NaN or infinite points")
-        except (ds.BadInput, LookupError) as exc:
-            skipped.append(f"{path}: {exc}")
-            continue
-        ds.write_pts(pts_path, pred)
-        ds.save_image(drawing_path, draw_landmarks(img, pred))
-        written.append(str(path))
+    if plan:
+        out.mkdir(parents=True, exist_ok=True)
+        # recorded before they are written, so that a later run may replace them whatever happens to this one
+        record.save(record.files | {q.resolve() for _, pts, drawing in plan for q in (pts, drawing)})
+    try:
+        for path, pts_path, drawing_path in track(plan, desc="predict", lines=True):
+            try:
+                img = ds.load_image(path)
+                if own_finder:
+                    try:
+                        pred = predictor.predict(img).landmarks
+                    except LookupError as exc:
+                        if "no face found" not in str(exc):
+                            raise
+                        raise LookupError("no face found") from None  # predict mode has no landmark box to fall back on
+                else:
+                    box = finder.find(img)
+                    if box is None:
+                        raise LookupError("no face found")
+                    pred = predictor.predict(img, box).landmarks
+                if not np.isfinite(pred).all():
+                    raise LookupError("the predictor returned NaN or infinite points")
+            except (ds.BadInput, LookupError) as exc:
+                skipped.append(f"{path}: {exc}")
+                continue
+            ds.write_pts(pts_path, pred)
+            ds.save_image(drawing_path, draw_landmarks(img, pred))
+            written.append(str(path))
+    finally:
+        if plan:
+            record.keep_existing()
     return {"written": written, "skipped": skipped}
 
 
@@ -462,17 +591,19 @@ def main(argv=None) -> int:
     ap.add_argument("--format", default="auto", help="landmark layout: " + ", ".join(("auto",) + ds.FORMATS))
     ap.add_argument("--mean-from", help="annotated faces whose mean shape the mean_shape predictor uses")
     ap.add_argument("--overwrite", action="store_true",
-                    help="predict mode: replace existing outputs, allow --out inside --images")
+                    help=f"replace this command's own earlier outputs (those {RECORD} in --out lists; never another "
+                         "file), allow --out inside --images in predict mode")
     a = ap.parse_args(argv)
     try:
         check_out(a.out)
         if a.mode == "predict":
             predict_plan(a.images, a.out, a.overwrite)  # refuse before loading anything
         else:
+            check_test_outputs(a.out, a.overwrite)
             _images(a.images)
         predictor = _load_predictor(a.predictor, a.mean_from, a.box, a.flip, a.refine)
         if a.mode == "test":
-            r = run_test(a.images, predictor, a.out, a.format)
+            r = run_test(a.images, predictor, a.out, a.format, a.overwrite)
             print(f"{r['predictor']} on {r['folder']}: n={r['n']}  NME={r['nme']:.2f}%  "
                   f"FR@10%={r['fr_10']:.2f}%  AUC@10%={r['auc_10']:.4f}  "
                   f"(FR@8%={r['fr_8']:.2f}%, AUC@8%={r['auc_8']:.4f}; box: {r['box']})")

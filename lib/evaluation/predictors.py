@@ -77,7 +77,7 @@ class Dlib(Predictor):
             if found is not None:
                 return Prediction(self._shape(image, found), "detector")
             if gt_box is None:
-                raise LookupError("no face found and no landmark box given")
+                raise LookupError("no face found")  # no landmark box: predict mode
             return Prediction(self._shape(image, gt_box), "landmarks (fallback)")
         if gt_box is None:
             raise ValueError("dlib with the landmark box protocol needs a face box")

@@ -113,3 +113,22 @@ def test_eye_angle_is_the_tilt_of_the_eye_line(shape):
     assert float(lm.eye_angle(turned)) == pytest.approx(20.0 + float(lm.eye_angle(shape)))
     assert float(lm.eye_angle(lm.flip_landmarks(turned, 100.0))) == pytest.approx(-float(lm.eye_angle(turned)))
     assert lm.eye_angle(np.stack([shape, turned])).shape == (2,)
+
+
+def test_an_outlying_point_does_not_widen_its_own_tolerance(shape):
+    """Issue 51, item 4: the out-of-image slack was a tenth of a box including the outlying point, so a
+    point ~1,800 px off the face passed; the slack now comes from the face without it (``robust_box``)."""
+    face = shape + 100  # a ~100 px face in a 2000 x 2000 image
+    far = face.copy()
+    far[8] = [-180.0, 1900.0]  # with it, the box's diagonal is ~1,850 px: a 185 px slack would cover x = -180
+    assert lm.box_diagonal(far) > 1800
+    others = face[np.arange(68) != 8]
+    assert lm.robust_diagonal(far) == pytest.approx(float(np.linalg.norm(others.max(0) - others.min(0))), rel=1e-9)
+    assert lm.spread(far)[8] > lm.SPREAD_LIMIT and lm.spread(face).max() < 3
+    with pytest.raises(ValueError, match="far.pts: coordinates outside the 2000x2000 image"):
+        lm.validate(far, "far.pts", (2000, 2000))
+    near = shape.copy()
+    near[8, 1] = 127 + 5  # a chin point a little below the frame still passes
+    lm.validate(near, "near.pts", (128, 128))
+    # a face without outliers keeps its tolerance: the robust box is the whole box
+    assert lm.robust_diagonal(face) == pytest.approx(float(lm.box_diagonal(face)))

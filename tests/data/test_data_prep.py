@@ -144,3 +144,27 @@ def test_data_prep_and_evaluation_share_one_face_check(tmp_path):
     eval_errors = []
     ev.evaluate(MeanShape(np.zeros((68, 2))), ds.read_dataset(folder), errors=eval_errors)
     assert prep_errors == eval_errors and "eyes.jpg: inter-ocular distance 0.00 px" in eval_errors[0]
+
+
+def test_data_prep_skips_implausible_faces_and_names_them(tmp_path):
+    """Issue 51, items 3 and 4: eye corners 1.5 px apart in a normal face, and a point off the face that
+    widened its own tolerance, were cropped; data prep now skips and names them, as evaluation does."""
+    root = tmp_path / "root"
+    folder = root / "faces"
+    folder.mkdir(parents=True)
+    f = render_face(0, "photo", 160)
+    big = np.full((2000, 2000, 3), 127, np.uint8)  # the face in the corner of a large photo
+    big[100:260, 100:260] = f.image
+    ok = f.landmarks + 100
+    eyes, far = ok.copy(), ok.copy()
+    eyes[45] = eyes[36] + [1.5, 0.0]
+    far[8] = [-180.0, 1900.0]  # 180 px left of the image, inside a tenth of the ~1,850 px box it widens
+    for name, pts in (("ok", ok), ("eyes", eyes), ("far", far)):
+        ds.save_image(folder / f"{name}.jpg", big)
+        ds.write_pts(folder / f"{name}.pts", pts)
+    cfg = {"root": str(root), "crop_size": 32, "margin": 0.25, "val_fraction": 0.0,
+           "sources": [{"path": "faces", "format": "300w", "split": "test_x"}]}
+    summary = dp.prepare(cfg, tmp_path / "out", show_progress=False)
+    assert summary["splits"] == {"test_x": 1} and summary["skipped"] == 2
+    text = "\n".join(summary["errors"])
+    assert "eyes.jpg: inter-ocular distance 1.50 px" in text and "far.jpg: coordinates outside the 2000x2000 image" in text

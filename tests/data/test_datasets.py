@@ -157,3 +157,93 @@ def test_check_face_accepts_points_just_outside_the_frame(shape):
     np.testing.assert_array_equal(ds.check_face(pts, (128, 128, 3), "face.jpg"), pts)
     with pytest.raises(ds.BadInput, match="67 points"):
         ds.check_face(shape[:67], (128, 128), "face.jpg")
+
+
+# ------------------------------------------------------------------ issue 51
+
+@pytest.mark.parametrize("edit, says", [
+    # item 3: outer eye corners 1.5 px apart in a face of ~100 px passed the flat 1 px minimum
+    (lambda p: p.__setitem__(45, p[36] + [1.5, 0.0]), "inter-ocular distance 1.50 px (outer eye corners 36 and 45)"),
+    # a point inside the image but far off the face: implausible for a face
+    (lambda p: p.__setitem__(30, [395.0, 395.0]), "point 30 lies"),
+])
+def test_implausible_faces_are_skipped_relative_to_the_face(shape, edit, says):
+    pts = _bad(shape + 20, edit)  # a ~100 px face in a 400 px image
+    with pytest.raises(ds.BadInput, match="face.jpg: " + __import__("re").escape(says)):
+        ds.check_face(pts, (400, 400), "face.jpg")
+    ds.check_face(shape + 20, (400, 400), "face.jpg")  # the face itself passes
+
+
+def test_eye_corner_check_scales_with_the_face(shape):
+    """The same 12 px between the outer eye corners: implausible in a large face, plausible in a small one."""
+    small = shape * 0.3 + 40
+    small[45] = small[36] + [12.0, 0.0]
+    large = shape * 1.5
+    large[45] = large[36] + [12.0, 0.0]
+    ds.check_face(small, (256, 256), "small.jpg")
+    with pytest.raises(ds.BadInput, match="large.jpg: inter-ocular distance 12.00 px"):
+        ds.check_face(large, (256, 256), "large.jpg")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_images_are_read_upright_whatever_their_orientation_tag(tmp_path, orientation):
+    """Item 5: EXIF orientation was ignored (IMREAD_UNCHANGED). An image stored turned or mirrored, with the
+    tag that says so, reads as PIL shows it after ``ImageOps.exif_transpose``: upright."""
+    from PIL import Image, ImageOps
+    y, x = np.mgrid[:24, :40]
+    stored = np.stack([x * 6, y * 10, 255 - x * 3], axis=-1).astype(np.uint8)  # smooth: JPEG keeps it closely
+    stored[:8, :8] = 255  # a corner that tells the turns apart
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "x.png", exif=exif)  # lossless: pixels compare exactly
+    Image.fromarray(stored).save(tmp_path / "x.jpg", exif=exif, quality=100)
+    with Image.open(tmp_path / "x.png") as im:
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    np.testing.assert_array_equal(ds.load_image(tmp_path / "x.png"), upright)
+    got = ds.load_image(tmp_path / "x.jpg")
+    assert got.shape == upright.shape and np.abs(got.astype(int) - upright).mean() < 3
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch):
+    """Item 9: every file is written to a temporary name and renamed into place."""
+    import builtins
+    import errno
+    target = tmp_path / "a.pts"
+    ds.write_pts(target, np.zeros((68, 2)))
+    old = target.read_bytes()
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ds, "open", lambda path, mode="r", *a, **k: Full(builtins.open(path, mode, *a, **k)),
+                        raising=False)
+    with pytest.raises(OSError, match="No space left on device") as exc:
+        ds.write_pts(target, np.ones((68, 2)))
+    assert str(target) in str(exc.value)
+    with pytest.raises(OSError, match="b.jpg"):
+        ds.save_image(tmp_path / "b.jpg", np.zeros((8, 8, 3), np.uint8))
+    assert target.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["a.pts"]
+
+
+def test_orphan_landmark_files_and_empty_layouts_are_named(tmp_path):
+    """Item 13: a .pts without an image was never mentioned; a layout with nothing to read said nothing."""
+    _write_face(tmp_path, "good", "300w")
+    ds.write_pts(tmp_path / "sub" / "orphan.pts", np.zeros((68, 2)))
+    errors = []
+    assert [s.name for s in ds.read_dataset(tmp_path, "300w", errors)] == ["good"]
+    assert errors == [f"{tmp_path / 'sub' / 'orphan.pts'}: landmark file without an image beside it "
+                      f"(.jpg, .jpeg, .png, .bmp)"]
+    for fmt, says in (("cariface", "no test.txt or train.txt"), ("wflw", "no list_98pt_rect_attr_*.txt")):
+        errors = []
+        assert ds.read_dataset(tmp_path, fmt, errors) == [] and len(errors) == 1 and says in errors[0]

@@ -124,7 +124,7 @@ def test_saved_folder_loads_and_predicts_with_its_own_normalisation(folder, monk
     (lambda c: c["model"].update(heatmap_size=12), "input_size / heatmap_size"),
     (lambda c: c["model"].update(stacks=2), "does not fit the network"),
     (lambda c: c["model"].update(channels=8), "has shape (16,), the network of config.json expects (8,)"),
-    (lambda c: c["model"].update(points=5), "has shape"),
+    (lambda c: c["model"].update(points=5), "model.points is 5; a detector predicts 68 (iBUG) or 257"),
     (lambda c: c["model"].update(arch="resnet"), "model.arch is 'resnet', expected one of ['hourglass', 'mobilenet', 'regression', 'transfer']"),
     (lambda c: c["model"].update(pretrained="yes"), "model.pretrained is 'yes', expected true or false"),
     (lambda c: c["model"].update(arch="mobilenet"), "mobilenet: input_size / heatmap_size must be 8, 16 or 32"),
@@ -246,3 +246,21 @@ def test_detector_predicts_through_its_landmark_graph(folder):
     assert len(detector.graph._graphs) == 1
     detector.graph = detector.model  # the same folded copy, run layer by layer
     assert np.array_equal(detector.predict(f.image, box).landmarks, got)
+
+
+def test_a_detector_of_another_point_count_is_refused_on_load_naming_the_folder(tmp_path, capsys):
+    """Issue 51, item 12: a folder whose network and weights agree on 5 points loaded, then failed at
+    prediction without naming the folder; the config check now checks ``points``."""
+    from dataclasses import replace
+
+    from lib.evaluation import evaluate as ev
+    folder = tmp_path / "five"
+    det.save_detector(folder, build_network(replace(MCFG, points=5)), 0.25)
+    with pytest.raises(det.BadDetectorFolder, match=r"five: config\.json: model\.points is 5"):
+        det.load_detector(folder)
+    images = tmp_path / "imgs"
+    ds.save_image(images / "0.jpg", render_face(0, "photo", 96).image)
+    assert ev.main(["--images", str(images), "--predictor", str(folder), "--out", str(tmp_path / "o"),
+                    "--mode", "predict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(folder) in err and "model.points is 5" in err and "Traceback" not in err

@@ -113,7 +113,7 @@ def test_predict_mode_loses_no_image(tmp_path, capsys):
     _photos(imgs, ["a/face.jpg", "face.jpg", "face.png"])
     assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]) == 0
     assert _files(out) == ["a/face.pts", "a/face_landmarks.jpg", "face.jpg.pts", "face.jpg_landmarks.jpg",
-                           "face.png.pts", "face.png_landmarks.jpg"]
+                           "face.png.pts", "face.png_landmarks.jpg", ev.RECORD]
     assert "wrote landmarks of 3 images" in capsys.readouterr().out
 
 
@@ -146,8 +146,8 @@ def test_predict_mode_refuses_the_input_folder(tmp_path, capsys):
     args = ["--images", str(imgs), "--predictor", "dlib", "--out", str(imgs), "--mode", "predict", "--overwrite"]
     assert ev.main(args) == 0
     assert ev.main(args) == 0
-    assert _files(imgs) == ["0.jpg", "0.pts", "0_landmarks.jpg"]
-    assert "0_landmarks.jpg: under --out or an output of this command" in capsys.readouterr().err
+    assert _files(imgs) == ["0.jpg", "0.pts", "0_landmarks.jpg", ev.RECORD]
+    assert "0_landmarks.jpg: an output of this command" in capsys.readouterr().err
 
 
 def test_predict_mode_counts_and_fails_when_nothing_is_written(tmp_path, capsys):
@@ -261,3 +261,205 @@ def test_style_confusion_gives_per_requested_style_the_shares_judged_as_each():
     assert table.loc["cartoon", "cartoon"] == 0.0  # a style never judged still has its column
     with pytest.raises(ValueError, match="no face of a style the classifier knows"):
         ev.style_confusion(_FixedStyle(), faces[:1], ["ink"])
+
+
+# ------------------------------------------------------------------ issue 51: bad input, round two
+
+def _face(folder, name, seed=0, size=160, points=None):
+    f = render_face(seed, "photo", size)
+    ds.save_image(folder / name, f.image)
+    ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks if points is None else points)
+    return f
+
+
+def test_predict_into_the_images_folder_never_replaces_ground_truth_or_a_users_image(tmp_path, capsys):
+    """Item 1: --out the images folder with --overwrite replaced the ground-truth .pts files, uncounted and
+    unnamed, and a user's own face_landmarks.jpg, taken for an output."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    _face(imgs, "0.jpg", 0, 256)
+    _photos(imgs, ["1.jpg"])
+    ds.save_image(imgs / "1_landmarks.jpg", np.full((64, 64, 3), 200, np.uint8))  # the user's own picture
+    before = {p: (imgs / p).read_bytes() for p in _files(imgs)}
+    args = ["--images", str(imgs), "--predictor", "dlib", "--out", str(imgs), "--mode", "predict", "--overwrite"]
+    assert ev.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "2 files there" in err and "were not written by this command" in err
+    assert "0.pts" in err and "1_landmarks.jpg" in err and "never replaced" in err
+    assert {p: (imgs / p).read_bytes() for p in _files(imgs)} == before  # nothing written, nothing replaced
+    # elsewhere: the command's own outputs are recorded, and only they are replaced (with --overwrite)
+    out = tmp_path / "o"
+    assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]) == 0
+    # the user's grey picture has no face: its outputs were never written, so they are not recorded
+    assert (out / ev.RECORD).read_text().splitlines()[1:] == ["0.pts", "0_landmarks.jpg", "1.pts", "1_landmarks.jpg"]
+    assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict",
+                    "--overwrite"]) == 0
+    (out / "1_landmarks.pts").write_text("mine")  # where an output would go, but not written by the command
+    capsys.readouterr()
+    assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict",
+                    "--overwrite"]) == 2
+    assert "1 files there (landmark files)" in capsys.readouterr().err
+    assert (out / "1_landmarks.pts").read_text() == "mine"
+
+
+def test_test_mode_never_replaces_metrics_silently(caricature_folder, tmp_path, capsys):
+    """Item 2: test mode replaced an existing metrics.json / per_image.csv without a word, also in the data folder."""
+    for out in (tmp_path / "out", caricature_folder):
+        args = ["--images", str(caricature_folder), "--predictor", "dlib_box", "--out", str(out)]
+        assert ev.main(args) == 0
+        first = (out / "metrics.json").read_text()
+        (out / "metrics.json").write_text(first + " ")
+        capsys.readouterr()
+        assert ev.main(args) == 2
+        err = capsys.readouterr().err
+        assert "2 output files exist already" in err and "--overwrite" in err
+        assert (out / "metrics.json").read_text() == first + " "
+        assert ev.main(args + ["--overwrite"]) == 0 and (out / "metrics.json").read_text() == first
+    # a metrics.json this command did not write is never replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text("{}")
+    assert ev.main(["--images", str(caricature_folder), "--predictor", "dlib_box", "--out", str(mine),
+                    "--overwrite"]) == 2
+    assert "not written by this command" in capsys.readouterr().err and (mine / "metrics.json").read_text() == "{}"
+
+
+def test_eye_corners_close_for_the_face_are_skipped_and_named(caricature_folder, tmp_path):
+    """Item 3: outer eye corners 1.5 px apart in a normal-size face passed the flat 1 px check (NME ~95%)."""
+    f = render_face(9, "caricature", 160)
+    pts = f.landmarks.copy()
+    pts[45] = pts[36] + [1.5, 0.0]
+    ds.save_image(caricature_folder / "eyes.jpg", f.image)
+    np.savetxt(caricature_folder / "eyes.txt", pts)
+    out = tmp_path / "out"
+    assert ev.main(["--images", str(caricature_folder), "--predictor", "dlib_box", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 4 and m["nme"] < 50
+    assert any("eyes.jpg: inter-ocular distance 1.50 px" in e for e in m["skipped"])
+
+
+def test_an_outlying_point_does_not_widen_its_own_tolerance(tmp_path):
+    """Item 4: the out-of-image slack was a tenth of a box that includes the outlying point."""
+    f = render_face(1, "photo", 160)
+    big = np.full((2000, 2000, 3), 127, np.uint8)
+    big[100:260, 100:260] = f.image
+    pts = f.landmarks + 100
+    pts[8] = [-180.0, 1900.0]  # the chin point ~1,800 px off: with it, the box's diagonal is ~1,850 px
+    ds.save_image(tmp_path / "far.jpg", big)
+    ds.write_pts(tmp_path / "far.pts", pts)
+    errors = []
+    assert ev.evaluate(ev.pr.MeanShape(np.zeros((68, 2))), ds.read_dataset(tmp_path), errors=errors).per_image.empty
+    assert len(errors) == 1 and "far.jpg: coordinates outside the 2000x2000 image" in errors[0]
+
+
+def test_a_photo_stored_turned_with_an_orientation_tag_is_read_upright(tmp_path):
+    """Item 5: the EXIF orientation tag was ignored: no face found in predict mode, NME 16% instead of ~2%."""
+    from PIL import Image
+    upright, tagged = tmp_path / "upright", tmp_path / "tagged"
+    upright.mkdir(), tagged.mkdir()
+    f = render_face(4, "photo", 256)
+    Image.fromarray(f.image).save(upright / "face.jpg", quality=98)
+    ds.write_pts(upright / "face.pts", f.landmarks)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn it 90 degrees clockwise to show it": stored turned counter-clockwise
+    Image.fromarray(f.image).transpose(Image.Transpose.ROTATE_90).save(tagged / "face.jpg", quality=98, exif=exif)
+    ds.write_pts(tagged / "face.pts", f.landmarks)  # annotated on the picture as seen
+    nme = {}
+    for folder in (upright, tagged):
+        assert ev.main(["--images", str(folder), "--predictor", "dlib_box", "--out", str(tmp_path / f"o_{folder.name}")]) == 0
+        nme[folder.name] = json.loads((tmp_path / f"o_{folder.name}" / "metrics.json").read_text())["nme"]
+    assert nme["tagged"] == pytest.approx(nme["upright"], abs=0.5) and nme["upright"] < 10
+    (tagged / "face.pts").unlink()
+    out = tmp_path / "pred"
+    assert ev.main(["--images", str(tagged), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]) == 0
+    got = ds.read_pts(out / "face.pts")
+    assert np.abs(got - f.landmarks).mean() < 10  # found, and in the upright picture's coordinates
+
+
+def test_a_full_disk_leaves_no_truncated_drawing_and_names_the_file(tmp_path, capsys, monkeypatch):
+    """Item 9: a failed write left a truncated drawing behind and the error named no file."""
+    import builtins
+    import errno
+    imgs, out = tmp_path / "imgs", tmp_path / "o"
+    imgs.mkdir()
+    _photos(imgs, ["0.jpg"])
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_for_drawings(path, mode="r", *a, **k):
+        fh = builtins.open(path, mode, *a, **k)
+        return Full(fh) if "_landmarks.jpg" in str(path) and "w" in mode else fh
+
+    monkeypatch.setattr(ds, "open", full_for_drawings, raising=False)
+    assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err and str(out / "0_landmarks.jpg") in err
+    assert _files(out) == ["0.pts", ev.RECORD]  # no drawing, no temporary file
+    assert (out / ev.RECORD).read_text().splitlines()[1:] == ["0.pts"]
+    assert ds.read_pts(out / "0.pts").shape == (68, 2)
+
+
+def test_out_a_parent_of_images_writes_beside_them(tmp_path, capsys):
+    """Item 10: --out a parent of --images wrote nothing and said the images were under --out."""
+    imgs = tmp_path / "p" / "imgs"
+    imgs.mkdir(parents=True)
+    _photos(imgs, ["0.jpg"])
+    assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(tmp_path / "p"), "--mode", "predict"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote landmarks of 1 images" in captured.out and "under --out" not in captured.err
+    assert _files(tmp_path / "p") == ["0.pts", "0_landmarks.jpg", "imgs/0.jpg", ev.RECORD]
+
+
+def test_mean_shape_without_usable_faces_is_a_clear_error(caricature_folder, tmp_path, capsys):
+    """Item 11: --mean-from with no usable face gave numpy's 'axis 1 is out of bounds' and a raw warning;
+    without --mean-from the exit code was 1, not the documented 2."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    ds.save_image(bad / "a.jpg", render_face(0, "photo", 96).image)
+    (bad / "a.pts").write_text("version: 1\n{\nx y\n}\n")
+    args = ["--images", str(caricature_folder), "--predictor", "mean_shape", "--out", str(tmp_path / "o")]
+    assert ev.main(args + ["--mean-from", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "--mean-from" in err and "no usable annotated face" in err and "a.pts: non-numeric" in err
+    assert "axis" not in err and "Warning" not in err
+    assert ev.main(args) == 2
+    assert "needs --mean-from" in capsys.readouterr().err
+
+
+def test_minor_messages(tmp_path, capsys):
+    """Item 13: a bad .pts listed twice, an orphan .pts never mentioned, an empty 'first problems:' for
+    --format cariface on a 300-W folder, and 'no landmark box given' in predict mode."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(2):
+        _face(folder, f"{i}.jpg", i)
+    _photos(folder, ["bad.jpg"])
+    (folder / "bad.pts").write_text("version: 1\n{\nx y\n}\n")
+    ds.write_pts(folder / "orphan.pts", render_face(0, "photo", 160).landmarks)
+    out = tmp_path / "o"
+    assert ev.main(["--images", str(folder), "--predictor", "dlib_box", "--out", str(out)]) == 0
+    skipped = json.loads((out / "metrics.json").read_text())["skipped"]
+    assert sum("bad" in e for e in skipped) == 1 and any("bad.pts: non-numeric" in e for e in skipped)
+    assert any("orphan.pts: landmark file without an image" in e for e in skipped)
+    assert ev.main(["--images", str(folder), "--predictor", "dlib_box", "--out", str(tmp_path / "o2"),
+                    "--format", "cariface"]) == 2
+    err = capsys.readouterr().err
+    assert "no test.txt or train.txt" in err and not err.rstrip().endswith("first problems:")
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    ds.save_image(blank / "blank.jpg", np.full((120, 120, 3), 128, np.uint8))
+    assert ev.main(["--images", str(blank), "--predictor", "dlib", "--out", str(tmp_path / "o3"), "--mode", "predict"]) == 1
+    err = capsys.readouterr().err
+    assert "blank.jpg: no face found" in err and "landmark box" not in err
