@@ -35,9 +35,18 @@ Two bases, one code path:
   ControlNet, or taking the condition at its input); the latent space is the small autoencoder of
   ``lib/generator/autoencoder.py``; prompts go through a real pretrained sentence
   encoder shipped in a package (all-MiniLM-L6-v2, frozen, 384-d token states).
+
+Both go through one assembly step (``assemble_components``: the new ControlNet, the training
+schedule). **The paper's networks at their real size without weights**: ``build_from_configs``
+makes the ``paper`` profile's UNet, autoencoder and CLIP text encoder randomly initialised from
+Stable Diffusion 1.4's published configurations (``params/sd14``; ``from_config`` on the classes
+the paper path loads with ``from_pretrained``) and assembles them the same way, with a stand-in
+CLIP tokenizer of the real vocabulary size and length (CLIP's merges are not available offline).
+For sizes and costs (``benchmarks/bench_paper_scale.py``, ``docs/paper-scale.md``), never results.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +166,15 @@ def build_components(model: dict, autoencoder_dir: str | Path | None = None) -> 
             up_block_types=tuple("CrossAttnUpBlock2D" if n - 1 - i in attn else "UpBlock2D" for i in range(n)),
             **u)
         base = None
+    return assemble_components(model, vae, unet, text_encoder, tokenizer, base)
+
+
+def assemble_components(model: dict, vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder: torch.nn.Module,
+                        tokenizer, base: str | None = None) -> Components:
+    """The step every base goes through once its networks exist (loaded by ``build_components``, or built
+    from configurations by ``build_from_configs``): a new ControlNet from the UNet (``ControlNetModel.from_unet``,
+    zero-initialised outputs) unless ``model.conditioning`` is ``concat``, and the training noise schedule."""
+    conditioning = model.get("conditioning", "controlnet")
     f = vae_scale_factor(vae)
     controlnet = None
     if conditioning == "controlnet":
@@ -164,6 +182,75 @@ def build_components(model: dict, autoencoder_dir: str | Path | None = None) -> 
         controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
     return Components(vae, unet, controlnet, text_encoder, tokenizer,
                       noise_scheduler(model.get("prediction_type", "epsilon")), base)
+
+
+# ------------------------------------------------------------------ the paper's networks at full size, without weights
+
+SD14_CONFIGS = Path(__file__).resolve().parents[2] / "params" / "sd14"  # Stable Diffusion 1.4's published configs
+
+
+def clip_byte_alphabet() -> list[str]:
+    """CLIP's (and GPT-2's) byte-level alphabet: the 256 characters its BPE spells every byte with, in CLIP's vocabulary
+    order (printable bytes as themselves, the rest shifted past 255)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+
+
+def stand_in_clip_tokenizer(vocab_size: int = 49408, max_length: int = 77):
+    """A CLIP tokenizer of the right shape for a text encoder whose vocabulary files are not here (they cannot be
+    downloaded): CLIP's byte-level alphabet and its end-of-word forms at their real ids (0-511), no merges (every
+    word is spelt out byte by byte), placeholder tokens up to ``vocab_size - 2`` that no text maps to, and
+    ``<|startoftext|>`` / ``<|endoftext|>`` as the last two ids (49406 / 49407 at CLIP's size, as in CLIP).
+    Sequences are padded and cut to `max_length` (77 for CLIP ViT-L/14). Its ids differ from CLIP's for any
+    text a real merge would join, so it serves for sizes and costs, never with pretrained weights."""
+    from transformers import CLIPTokenizer
+    chars = clip_byte_alphabet()
+    tokens = chars + [c + "</w>" for c in chars]
+    if vocab_size < len(tokens) + 2:
+        raise ValueError(f"vocab_size {vocab_size}: a byte-level CLIP vocabulary needs at least {len(tokens) + 2}")
+    tokens += [f"<|placeholder_{i}|>" for i in range(vocab_size - len(tokens) - 2)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=max_length)
+
+
+def build_from_configs(folder: str | Path = SD14_CONFIGS, model: dict | None = None, base: str | None = None
+                       ) -> Components:
+    """The paper profile's components at their real size, randomly initialised, from a folder of configurations in
+    Stable Diffusion's diffusers layout (``unet/config.json``, ``vae/config.json``, ``text_encoder/config.json``;
+    ``tokenizer/tokenizer_config.json`` optional, for ``model_max_length``): default ``params/sd14``, the published
+    configurations of Stable Diffusion 1.4. Nothing is downloaded or read but those files (any weights beside
+    them are ignored). The networks are made with ``from_config`` on the classes ``build_components`` loads with
+    ``from_pretrained`` (put in eval mode, as ``from_pretrained`` leaves them) and go through the same assembly
+    (``assemble_components``: the ControlNet from the UNet, the training schedule), so the ControlNet, the shapes,
+    parameter counts and costs are the paper's. Call it under ``torch.device("meta")`` to count parameters without
+    memory.
+
+    The tokenizer is a stand-in (``stand_in_clip_tokenizer``): CLIP's vocabulary size (the text encoder's
+    ``vocab_size``) and maximum length, but not its merges, which are not available offline. `model`: the profile's
+    ``diffusion.model`` (its ``conditioning`` and ``prediction_type``; default the paper's); `base`: the value of
+    ``Components.base`` (None: a self-contained generator, saved whole)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+    folder, model = Path(folder), dict(model or {})
+    if model.get("conditioning", "controlnet") != "controlnet":
+        raise ValueError("diffusion.model.conditioning: Stable Diffusion's frozen base takes the landmarks through a "
+                         "ControlNet; 'concat' needs a UNet trained from scratch")
+    needed = ("unet/config.json", "vae/config.json", "text_encoder/config.json")
+    missing = [p for p in needed if not (folder / p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: missing {', '.join(missing)} (a folder of configurations in Stable "
+                                "Diffusion's diffusers layout, such as params/sd14)")
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae"))).eval()
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(folder / "unet"))).eval()
+    text_config = CLIPTextConfig.from_pretrained(str(folder / "text_encoder"), local_files_only=True)
+    text_encoder = CLIPTextModel(text_config).eval()
+    max_length = text_config.max_position_embeddings
+    tok_config = folder / "tokenizer" / "tokenizer_config.json"
+    if tok_config.is_file():
+        max_length = json.loads(tok_config.read_text()).get("model_max_length", max_length)
+    tokenizer = stand_in_clip_tokenizer(text_config.vocab_size, max_length)
+    return assemble_components(model, vae, unet, text_encoder, tokenizer, base)
 
 
 def style_labels(style_prompts: list | None, prompts: list[str]) -> torch.Tensor | None:
