@@ -139,6 +139,18 @@ def step_seconds(history: pd.DataFrame, warmup: int, steps: int) -> list[float]:
     return timed.tolist()
 
 
+def measure_training(run, warmup: int, steps: int):
+    """Time and count a training part: ``run(steps, name)`` trains that many steps (from scratch) and returns
+    its TrainResult. Returns the seconds of the timed steps, the GPU peaks, the device, and the FLOPs of one
+    step (a two-step run minus a one-step run, so one-off work cancels)."""
+    _reset_gpu_peak()
+    timed = run(warmup + steps + 1, "timed")
+    seconds = step_seconds(timed.history, warmup, steps)
+    gpu, device = _gpu_peaks(), _device_used()
+    flops = counted_flops(lambda: run(2, "flops2")) - counted_flops(lambda: run(1, "flops1"))
+    return seconds, gpu, device, flops
+
+
 def _row(part: str, what: str, batch: int, size: int, precision: str, seconds: list[float], flops: int,
          params_total: int, params_trained: int, **extra) -> dict:
     s = float(np.median(seconds))
@@ -227,11 +239,7 @@ def part_stage1(args, params: dict, work: Path) -> list[dict]:
         shutil.rmtree(out, ignore_errors=True)  # checkpoints of the real ControlNet are GBs
         return result
 
-    _reset_gpu_peak()
-    timed = run(args.warmup + args.steps + 1, "timed")
-    seconds = step_seconds(timed.history, args.warmup, args.steps)
-    gpu, device = _gpu_peaks(), _device_used()
-    flops = counted_flops(lambda: run(2, "flops2")) - counted_flops(lambda: run(1, "flops1"))
+    seconds, gpu, device, flops = measure_training(run, args.warmup, args.steps)
     total = sum(_count(m)[0] for m in (c.unet, c.controlnet, c.vae, c.text_encoder))
     row = _row("stage1", "training step: ControlNet trained (AdamW), UNet + VAE + text encoder frozen", batch, res,
                settings["mixed_precision"], seconds, flops, total, _count(c.controlnet)[1], base=source)
@@ -308,11 +316,7 @@ def part_detector(args, params: dict, work: Path) -> list[dict]:
         shutil.rmtree(out, ignore_errors=True)
         return result
 
-    _reset_gpu_peak()
-    timed = run(args.warmup + args.steps + 1, "timed")
-    seconds = step_seconds(timed.history, args.warmup, args.steps)
-    gpu, device = _gpu_peaks(), _device_used()
-    flops = counted_flops(lambda: run(2, "flops2")) - counted_flops(lambda: run(1, "flops1"))
+    seconds, gpu, device, flops = measure_training(run, args.warmup, args.steps)
     total = _count(model)[0]
     row = _row("detector", f"fine-tune step: {mcfg.arch}, {mcfg.stacks} stacks x {mcfg.channels} channels (Adam, "
                "EMA, augmentation)", batch, mcfg.input_size, "float32", seconds, flops, total, total)

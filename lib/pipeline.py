@@ -412,7 +412,7 @@ def module_imports(path: Path, source: str | None = None, root: Path = ROOT) -> 
     module and the package ``__init__`` files on its way, lazy imports included."""
     tree = ast.parse(path.read_text() if source is None else source, str(path))
     parts = list(path.relative_to(root).with_suffix("").parts)
-    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    package = parts[:-1]  # the package a relative import starts from (for __init__.py: its own package)
     targets = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

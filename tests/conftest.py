@@ -86,3 +86,34 @@ def write_synthetic_set(folder, faces, names, styles):
         ds.write_pts((folder / name).with_suffix(".pts"), f.landmarks)
         rows.append({"image": name, "style": style, "prompt": "", "edits": "", "seed": 0, "source": ""})
     synthesis.write_manifest(folder, rows)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(when)``: from then on, a file that ``lib.data.datasets`` opens where ``when(path, mode)``
+    holds takes part of the first write, then fails as a full disk does (ENOSPC)."""
+    import builtins
+    import errno
+
+    from lib.data import datasets
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fill(when=lambda path, mode: True):
+        def opener(path, mode="r", *args, **kwargs):
+            fh = builtins.open(path, mode, *args, **kwargs)
+            return Full(fh) if "w" in mode and when(str(path), mode) else fh
+        monkeypatch.setattr(datasets, "open", opener, raising=False)
+    return fill

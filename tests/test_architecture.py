@@ -5,8 +5,6 @@ imports inside functions included, so neither the rules nor pipelines/stages.yam
 from the code.
 """
 import ast
-import json
-import re
 
 import pytest
 import yaml

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from lib import pipeline
 from tests.conftest import REPO
 
 VENV = Path(sys.prefix)

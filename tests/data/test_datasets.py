@@ -204,30 +204,12 @@ def test_images_are_read_upright_whatever_their_orientation_tag(tmp_path, orient
     assert got.shape == upright.shape and np.abs(got.astype(int) - upright).mean() < 3
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch):
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, full_disk):
     """Item 9: every file is written to a temporary name and renamed into place."""
-    import builtins
-    import errno
     target = tmp_path / "a.pts"
     ds.write_pts(target, np.zeros((68, 2)))
     old = target.read_bytes()
-
-    class Full:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def write(self, data):
-            self.fh.write(data[:10])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(ds, "open", lambda path, mode="r", *a, **k: Full(builtins.open(path, mode, *a, **k)),
-                        raising=False)
+    full_disk()
     with pytest.raises(OSError, match="No space left on device") as exc:
         ds.write_pts(target, np.ones((68, 2)))
     assert str(target) in str(exc.value)

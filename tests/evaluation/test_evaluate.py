@@ -376,33 +376,12 @@ def test_a_photo_stored_turned_with_an_orientation_tag_is_read_upright(tmp_path)
     assert np.abs(got - f.landmarks).mean() < 10  # found, and in the upright picture's coordinates
 
 
-def test_a_full_disk_leaves_no_truncated_drawing_and_names_the_file(tmp_path, capsys, monkeypatch):
+def test_a_full_disk_leaves_no_truncated_drawing_and_names_the_file(tmp_path, capsys, full_disk):
     """Item 9: a failed write left a truncated drawing behind and the error named no file."""
-    import builtins
-    import errno
     imgs, out = tmp_path / "imgs", tmp_path / "o"
     imgs.mkdir()
     _photos(imgs, ["0.jpg"])
-
-    class Full:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def write(self, data):
-            self.fh.write(data[:len(data) // 2])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def full_for_drawings(path, mode="r", *a, **k):
-        fh = builtins.open(path, mode, *a, **k)
-        return Full(fh) if "_landmarks.jpg" in str(path) and "w" in mode else fh
-
-    monkeypatch.setattr(ds, "open", full_for_drawings, raising=False)
+    full_disk(lambda path, mode: "_landmarks.jpg" in path)  # the drawing's temporary name included
     assert ev.main(["--images", str(imgs), "--predictor", "dlib", "--out", str(out), "--mode", "predict"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "No space left on device" in err and str(out / "0_landmarks.jpg") in err
